@@ -1,0 +1,61 @@
+# Two commands do everything on a fresh Debian-family machine, as root:
+#   make demo   - converge playbooks/site.yml on a disposable local runner host container
+#   make test   - lint, unit tests and every Molecule scenario
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := $(CURDIR)/.venv
+COLLECTIONS := $(CURDIR)/.collections
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(VENV)/bin:$(PATH)
+# Molecule scenarios, in the order they run.
+SCENARIOS ?= default install_errors
+
+.PHONY: help deps venv link images fixtures demo demo-clean test lint unit molecule clean
+
+help:
+	@echo "make demo   converge site.yml on a disposable local runner host (container hgr-demo)"
+	@echo "make test   run every test: lint, unit, Molecule ($(SCENARIOS))"
+	@echo "make clean  remove the demo container, the test repository server and build output"
+
+deps:
+	@scripts/host-deps.sh
+
+venv: deps
+	@scripts/venv.sh
+
+# Make the checkout resolvable as hardened.gitlab_runner.
+link:
+	@mkdir -p $(COLLECTIONS)/ansible_collections/hardened
+	@ln -sfn ../../.. $(COLLECTIONS)/ansible_collections/hardened/gitlab_runner
+
+images: deps
+	@tests/images/build.sh 12 & p12=$$!; tests/images/build.sh 13 & p13=$$!; wait $$p12; wait $$p13
+
+# The stand-in gitlab-runner packages and their signed apt repository, served
+# to the test containers (GitLab's package servers are unreachable here).
+fixtures: images
+	@tests/fixtures/build.sh
+	@tests/fixtures/serve.sh start
+
+demo: venv link fixtures
+	@scripts/demo.sh
+
+demo-clean:
+	@docker rm -f hgr-demo >/dev/null 2>&1 || true
+
+test: venv link fixtures lint unit molecule
+
+lint: venv link
+	yamllint --strict .
+	ansible-lint --profile production
+
+unit: venv link
+	pytest -q tests/unit
+
+molecule: venv link fixtures
+	@for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; molecule test -s $$s; done
+
+clean: demo-clean
+	@tests/fixtures/serve.sh stop || true
+	rm -rf tests/fixtures/.build .cache

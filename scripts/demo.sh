@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Start a disposable local runner host (a Debian systemd container named hgr-demo),
+# converge `hardened.gitlab_runner.site` on it and show what it did.
+# The gitlab-runner package installed here is the test stand-in served by
+# tests/fixtures (GitLab's package servers are unreachable on the test machines);
+# on your own hosts the role installs the official package from GitLab.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=hgr-demo
+release="${DEMO_DEBIAN_RELEASE:-13}"
+state_dir=.cache/demo
+mkdir -p "$state_dir"
+
+if [ "$(docker inspect -f '{{ .State.Running }}' "$name" 2>/dev/null)" != true ]; then
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  echo "demo: starting disposable runner host $name (Debian $release)"
+  # Same settings as the Molecule platforms: systemd as PID 1 without --privileged.
+  docker run -d --name "$name" --hostname "$name" --network hgr-test \
+    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE \
+    -e container=docker \
+    "hardened-gitlab-runner/debian:$release" >/dev/null
+fi
+for _ in $(seq 60); do
+  st="$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)"
+  case "$st" in running|degraded) break ;; esac
+  sleep 1
+done
+
+cat > "$state_dir/inventory.yml" <<INV
+---
+gitlab_runners:
+  hosts:
+    $name:
+      ansible_connection: community.docker.docker
+      gitlab_runner_repo_url: $(tests/fixtures/serve.sh url)
+      gitlab_runner_repo_key_fingerprint: $(cat tests/fixtures/.build/fingerprint)
+INV
+
+echo "demo: ansible-playbook -i $state_dir/inventory.yml hardened.gitlab_runner.site"
+ansible-playbook -i "$state_dir/inventory.yml" hardened.gitlab_runner.site
+
+echo
+echo "demo: what is on $name now"
+docker exec "$name" bash -c '
+  printf "  service gitlab-runner: %s (enabled: %s)\n" "$(systemctl is-active gitlab-runner)" "$(systemctl is-enabled gitlab-runner)"
+  printf "  %s\n" "$(gitlab-runner --version | head -n1)"
+  printf "  held packages: %s\n" "$(apt-mark showhold | tr "\n" " ")"
+  printf "  %s\n" "$(stat -c "%A %U:%G %n" /etc/gitlab-runner)"
+  printf "  apt source: %s\n" "$(grep ^URIs /etc/apt/sources.list.d/gitlab-runner.sources)"
+'
+docker exec "$name" systemctl is-active --quiet gitlab-runner \
+  || { echo "demo: the gitlab-runner service is not running" >&2; exit 1; }
+echo "demo: done. Remove the host with: make demo-clean"
