@@ -34,6 +34,8 @@ gitlab_runners:
   hosts:
     $name:
       ansible_connection: community.docker.docker
+      # Already root in the container, which has no sudo.
+      ansible_become: false
       gitlab_runner_repo_url: $(tests/fixtures/serve.sh url)
       gitlab_runner_repo_key_fingerprint: $(cat tests/fixtures/.build/fingerprint)
 INV
