@@ -9,7 +9,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 # Molecule scenarios, in the order they run.
-SCENARIOS ?= default install_errors
+SCENARIOS ?= default install_errors config_gate
 
 .PHONY: help deps venv link images fixtures demo demo-clean test lint unit molecule clean
 

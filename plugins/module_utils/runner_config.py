@@ -1,0 +1,278 @@
+"""Build the wanted ``config.toml`` document from the role's inputs, gate it
+against the policy catalog, and serialize it as TOML.
+
+The document is a plain nested mapping in GitLab Runner's own vocabulary
+(what ``tomllib`` would return for the file), so the gate and the audit
+modules evaluate exactly the same thing with ``policy.evaluate_document``.
+
+Written by hand rather than with a TOML library: the serializer must route
+every value through the collection's own escaping rules (``toml.py`` filter
+semantics) and keep GitLab Runner's datetimes as TOML datetimes; the
+controller-side dependency set stays at ansible-core alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
+    CATALOG,
+    REQUIRED_CAP_DROP,
+    evaluate_document,
+)
+
+# Fields GitLab Runner writes back into its [[runners]] entries; kept so the
+# file does not flap between the role and the runner.
+RUNNER_MANAGED_FIELDS = ("id", "token_obtained_at", "token_expires_at")
+_DATETIME_FIELDS = ("token_obtained_at", "token_expires_at")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+
+# Role input keys of a runner that are not config.toml keys.
+_CONTROL_KEYS = ("state", "trusted", "allow_privileged", "allow_capabilities", "allow_host_volumes", "settings")
+# Executor sections copied as given (then checked against the schema).
+_SECTIONS = ("docker", "ssh", "machine", "autoscaler", "cache", "custom_build_dir", "kubernetes", "custom",
+             "virtualbox", "parallels", "feature_flags")
+_SCALARS = ("name", "url", "token", "executor", "limit", "request_concurrency", "output_limit", "environment",
+            "builds_dir", "cache_dir", "shell", "clone_url")
+
+EXECUTORS = ("shell", "docker", "docker-windows", "docker+machine", "docker-autoscaler", "instance", "ssh",
+             "kubernetes", "custom", "virtualbox", "parallels")
+
+
+class ConfigError(ValueError):
+    """Bad role input; the message never contains a token."""
+
+
+def _merge(base, override):
+    """Deep-merge two mappings; ``override`` wins, lists are replaced."""
+    out = OrderedDict((k, copy.deepcopy(v)) for k, v in base.items())
+    for key, value in (override or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _plain(value):
+    """Copy Ansible's tagged/lazy containers into plain Python types."""
+    if isinstance(value, Mapping):
+        return OrderedDict((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (str, bytes)):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Sequence):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_runner_input(index, runner, seen):
+    if not isinstance(runner, Mapping):
+        raise ConfigError("gitlab_runner_runners[%d] must be a mapping" % index)
+    name = runner.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("gitlab_runner_runners[%d] needs a non-empty name" % index)
+    if name in seen:
+        raise ConfigError('gitlab_runner_runners: the runner name "%s" is used twice; names must be unique' % name)
+    seen.add(name)
+    if runner.get("state", "present") == "absent":
+        return
+    for key in ("url", "token", "executor"):
+        if not runner.get(key):
+            raise ConfigError('runner "%s": %s is required for a present runner' % (name, key))
+    if not re.match(r"^https?://[^/\s]+", str(runner["url"])):
+        raise ConfigError('runner "%s": url must be an http(s) URL of the GitLab instance' % name)
+    if runner["executor"] not in EXECUTORS:
+        raise ConfigError('runner "%s": executor must be one of %s' % (name, ", ".join(EXECUTORS)))
+
+
+def build_document(settings, runners, defaults, existing=None):
+    """Return the wanted config.toml as a nested mapping.
+
+    settings: global keys (concurrent, check_interval, log_level, log_format,
+      shutdown_timeout, listen_address, session_server, connection_max_age).
+    runners: the role's ``gitlab_runner_runners`` list.
+    defaults: {"docker": {...}, "feature_flags": {...}, "runner": {...},
+      "cap_drop_extra": [...]} secure defaults merged under each runner.
+    existing: the parsed current config.toml (or None), for runner-managed fields.
+    """
+    settings, runners, defaults = _plain(settings or {}), _plain(runners or []), _plain(defaults or {})
+    existing = _plain(existing or {})
+    seen = set()
+    for index, runner in enumerate(runners):
+        _check_runner_input(index, runner, seen)
+
+    doc = OrderedDict()
+    for key in ("concurrent", "check_interval", "log_level", "log_format", "shutdown_timeout",
+                "connection_max_age", "listen_address"):
+        value = settings.get(key)
+        if value is not None and value != "":
+            doc[key] = value
+    if settings.get("session_server"):
+        doc["session_server"] = OrderedDict(settings["session_server"])
+
+    old = OrderedDict()
+    for entry in existing.get("runners") or []:
+        if isinstance(entry, Mapping) and "name" in entry:
+            old.setdefault(entry["name"], entry)
+
+    doc["runners"] = []
+    for runner in runners:
+        if runner.get("state", "present") == "absent":
+            continue
+        doc["runners"].append(_runner_table(runner, defaults, old.get(runner["name"])))
+    return doc
+
+
+def _runner_table(runner, defaults, previous):
+    executor = runner["executor"]
+    table = OrderedDict()
+    for key in _SCALARS:
+        if key in runner and runner[key] is not None and runner[key] != "" and runner[key] != []:
+            table[key] = runner[key]
+    if previous and previous.get("token") == runner["token"]:
+        for key in RUNNER_MANAGED_FIELDS:
+            if key in previous:
+                table[key] = previous[key]
+    for key, value in (defaults.get("runner") or {}).items():
+        table.setdefault(key, copy.deepcopy(value))
+    table = _merge(table, runner.get("settings") or {})
+
+    if executor.startswith("docker") or executor in ("instance",):
+        docker = _merge(defaults.get("docker") or {}, runner.get("docker") or {})
+        # The required drops cannot be switched off by overriding the list;
+        # extra capabilities need cap_add, which needs an acknowledgement.
+        drops = [str(c).upper() for c in docker.get("cap_drop") or []]
+        for cap in list(REQUIRED_CAP_DROP) + [str(c).upper() for c in defaults.get("cap_drop_extra") or []]:
+            if cap not in drops and "ALL" not in drops:
+                drops.append(cap)
+        docker["cap_drop"] = drops
+        table["docker"] = docker
+        flags = _merge(defaults.get("feature_flags") or {}, runner.get("feature_flags") or {})
+    else:
+        flags = _merge(OrderedDict((k, v) for k, v in (defaults.get("feature_flags") or {}).items()
+                                   if k != "FF_NETWORK_PER_BUILD"), runner.get("feature_flags") or {})
+    if executor == "ssh":
+        table["ssh"] = _merge({"disable_strict_host_key_checking": False}, runner.get("ssh") or {})
+    if executor == "docker+machine":
+        table["machine"] = _merge({"MaxBuilds": 1}, runner.get("machine") or {})
+    if executor in ("docker-autoscaler", "instance"):
+        table["autoscaler"] = _merge({"max_use_count": 1}, runner.get("autoscaler") or {})
+    for section in _SECTIONS:
+        if section in ("docker", "ssh", "machine", "autoscaler", "feature_flags"):
+            continue
+        if runner.get(section):
+            table[section] = _merge({}, runner[section])
+    if flags:
+        table["feature_flags"] = flags
+    return table
+
+
+# --- the gate -----------------------------------------------------------------
+
+def _acknowledgement(ack, runner):
+    """(accepted, how-to-unlock text) for one acknowledgement name and runner input."""
+    if ack is None:
+        return False, "No acknowledgement unlocks it."
+    runner = runner or {}
+    if ack == "trusted":
+        return runner.get("trusted") is True, "Only a runner marked trusted: true (trusted projects and users) may use it."
+    value = runner.get(ack)
+    reason = value.get("reason") if isinstance(value, Mapping) else None
+    has_reason = isinstance(reason, str) and reason.strip() != ""
+    if ack == "allow_privileged":
+        ok = has_reason and value.get("protected_refs_only") is True
+        return ok, ("To accept it, set allow_privileged: {reason: \"...\", protected_refs_only: true} on this "
+                    "runner, and limit the runner to protected branches and tags in GitLab.")
+    return has_reason, "To accept it, set %s: {reason: \"...\"} on this runner." % ack
+
+
+def _describe(finding):
+    where = 'runner "%s"' % finding["runner"] if finding["runner"] is not None else "global settings"
+    return "%s: %s (%s) - %s %s [%s; %s]" % (
+        where, finding["setting"], finding["evidence"], finding["id"], finding["title"],
+        finding["severity"], finding["guidance"])
+
+
+def gate(document, runners):
+    """Split the document's findings into refusals, warnings and acknowledgements.
+
+    Returns {"refusals": [str], "warnings": [str], "acknowledged": [dict],
+    "findings": [dict]}; none of it contains a token.
+    """
+    inputs = OrderedDict()
+    for runner in _plain(runners or []):
+        if isinstance(runner, Mapping) and runner.get("state", "present") != "absent":
+            inputs[runner.get("name")] = runner
+    result = OrderedDict((("refusals", []), ("warnings", []), ("acknowledged", []), ("findings", [])))
+    for finding in evaluate_document(document):
+        result["findings"].append(finding)
+        policy = CATALOG[finding["id"]]
+        if policy.enforcement != "refuse":
+            result["warnings"].append(_describe(finding))
+            continue
+        accepted, unlock = _acknowledgement(policy.ack, inputs.get(finding["runner"]))
+        if accepted:
+            runner_input = inputs.get(finding["runner"]) or {}
+            ack_value = runner_input.get(policy.ack)
+            reason = ack_value.get("reason") if isinstance(ack_value, Mapping) else "trusted runner"
+            result["acknowledged"].append(OrderedDict((
+                ("runner", finding["runner"]), ("id", finding["id"]), ("setting", finding["setting"]),
+                ("ack", policy.ack), ("reason", reason))))
+            result["warnings"].append("ACKNOWLEDGED " + _describe(finding) + " reason: " + str(reason))
+        else:
+            result["refusals"].append("REFUSED " + _describe(finding) + " " + unlock)
+    return result
+
+
+# --- TOML serialization ---------------------------------------------------------
+
+def _is_table_array(value):
+    return (isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) > 0
+            and all(isinstance(v, Mapping) for v in value))
+
+
+def to_toml_document(document, value_filter, key_filter):
+    """Serialize a nested mapping as a TOML document.
+
+    ``value_filter``/``key_filter`` are the collection's ``toml_value`` and
+    ``toml_key`` filters: every key and value goes through them. Scalars come
+    before sub-tables (TOML assigns keys to the last table header).
+    """
+    lines = []
+
+    def header(path, array):
+        name = ".".join(key_filter(p) for p in path)
+        lines.append("")
+        lines.append(("[[%s]]" if array else "[%s]") % name)
+
+    def emit(path, table, depth):
+        indent = "  " * depth
+        for key, value in table.items():
+            if isinstance(value, Mapping) or _is_table_array(value):
+                continue
+            if key in _DATETIME_FIELDS and isinstance(value, str) and _RFC3339.match(value):
+                rendered = value  # GitLab Runner writes these as TOML datetimes
+            else:
+                rendered = value_filter(value)
+            lines.append("%s%s = %s" % (indent, key_filter(key), rendered))
+        for key, value in table.items():
+            if isinstance(value, Mapping):
+                header(path + [key], False)
+                emit(path + [key], value, depth + 1)
+        for key, value in table.items():
+            if _is_table_array(value):
+                for item in value:
+                    header(path + [key], True)
+                    emit(path + [key], item, depth + 1)
+
+    emit([], document, 0)
+    return "\n".join(lines).lstrip("\n") + "\n"
