@@ -1,0 +1,332 @@
+"""Runner tokens never reach Ansible's output.
+
+Acceptance: a converge at -vvv with --diff, and one with a deliberately
+failing task, never prints a runner token; the whole output is searched.
+
+One Debian 12 systemd container (``hgr-secrets-debian12``, same settings as
+the Molecule platforms) is converged several times with distinctive fake
+tokens made up for this run, so a match can only come from this run:
+
+1. first converge (-vvv --diff) of several runners: must succeed;
+2. a token rotated and the runner set changed, so the config.toml template
+   reports a change with diff mode on;
+3. config.toml cannot be written (a directory is in the way): the template
+   task fails and the play stops;
+4. a refused runner (privileged, not acknowledged) next to runners with
+   tokens: the policy gate stops the play before the host changes;
+5. an input the argument spec rejects next to runners with tokens.
+
+Every output is searched for each token, its random part, and its base64
+encoding at all three byte alignments. The positive controls read the
+tokens back from the host's config.toml, so the search can fail.
+
+Needs docker, the local images and the fixture apt repository
+(``make images fixtures link``). Run with ``pytest tests/integration``.
+"""
+
+import base64
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+CONTAINER = "hgr-secrets-debian12"
+IMAGE = "hardened-gitlab-runner/debian:12"
+NETWORK = "hgr-test"
+CONFIG = "/etc/gitlab-runner/config.toml"
+WRITE_TASK = "hardened.gitlab_runner.gitlab_runner : Write config.toml"
+# Same settings as the Molecule platforms and scripts/demo.sh: systemd as PID 1
+# without --privileged.
+DOCKER_RUN = [
+    "docker", "run", "-d", "--name", CONTAINER, "--hostname", CONTAINER, "--network", NETWORK,
+    "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
+    "-e", "container=docker",
+    "--label", "hardened-gitlab-runner.test=no-token-leak",
+    IMAGE,
+]
+BOOT_TIMEOUT = 90
+PLAYBOOK_TIMEOUT = 900
+URL = "https://gitlab.example.test"
+WEIRD_NAME = "quote\"and'apos\nnewline \\ backslash"
+
+PLAYBOOK = """\
+---
+- name: Converge for the token leak test
+  hosts: all
+  gather_facts: true
+  roles:
+    - role: hardened.gitlab_runner.gitlab_runner
+"""
+
+
+def _token(label):
+    """A fake runner token unique to this run: glrt-FAKE-leaktest-<label>-<32 hex>."""
+    return "glrt-FAKE-leaktest-%s-%s" % (label, secrets.token_hex(16))
+
+
+def leak_forms(token):
+    """Strings whose presence in the output means the token leaked.
+
+    The raw token, its random part alone (catches partial masking such as
+    ``glrt-****<rest>``), and its base64 encoding at each of the three byte
+    alignments it can have inside a longer base64 stream: the token encoded
+    after 0, 1 and 2 prefix bytes, minus 4 characters at each end (those may
+    depend on the bytes around it).
+    """
+    forms = {"raw": token, "random part": token.rsplit("-", 1)[1]}
+    for prefix in range(3):
+        encoded = base64.b64encode(b"\0" * prefix + token.encode()).decode()
+        forms["base64 (offset %d)" % prefix] = encoded[4:-4]
+    return forms
+
+
+def _sh(*args, check=True, stdin=None, timeout=120):
+    proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (rc=%d): %s%s" % (" ".join(args[:4]), proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def _ansible_playbook():
+    candidate = Path(sys.executable).parent / "ansible-playbook"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("ansible-playbook")
+    if not found:
+        pytest.fail("ansible-playbook not found next to %s nor on PATH; run `make venv`" % sys.executable)
+    return found
+
+
+def _check_prerequisites():
+    """Fail (never skip) with the command that fixes a missing prerequisite."""
+    if shutil.which("docker") is None:
+        pytest.fail("docker is not installed; this integration test needs it (`make test` sets it up)")
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if info.returncode != 0:
+        pytest.fail("docker does not answer (`docker info` failed: %s)" % info.stderr.strip())
+    if _sh("docker", "image", "inspect", IMAGE, check=False).returncode != 0:
+        pytest.fail("image %s is missing; run `make images`" % IMAGE)
+    fingerprint = CHECKOUT / "tests/fixtures/.build/fingerprint"
+    if not fingerprint.is_file():
+        pytest.fail("%s is missing; run `make fixtures`" % fingerprint)
+    link = CHECKOUT / ".collections/ansible_collections/hardened/gitlab_runner"
+    if not (link / "roles/gitlab_runner/tasks/main.yml").is_file():
+        pytest.fail("%s does not point at the checkout; run `make link`" % link)
+    return fingerprint.read_text().strip()
+
+
+class Host:
+    """The test container plus a scratch directory holding inventory and outputs."""
+
+    def __init__(self, workdir, repo_url, fingerprint):
+        self.workdir = workdir
+        self.playbook = workdir / "converge.yml"
+        self.playbook.write_text(PLAYBOOK)
+        self.inventory = workdir / "inventory.yml"
+        self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {CONTAINER: {
+            "ansible_connection": "community.docker.docker",
+            # Already root in the container, which has no sudo.
+            "ansible_become": False,
+            "gitlab_runner_repo_url": repo_url,
+            "gitlab_runner_repo_key_fingerprint": fingerprint,
+            "gitlab_runner_version": "18.5.0",
+        }}}}))
+        # The runners go where real inventories keep them: host_vars next to the inventory.
+        (workdir / "host_vars").mkdir()
+        self.host_vars = workdir / "host_vars" / ("%s.yml" % CONTAINER)
+        self.tokens = []  # (label, token) for every token made up so far, rotated ones too
+
+    def runner(self, label, executor="docker", **extra):
+        token = _token(label)
+        self.tokens.append((label, token))
+        return dict({"name": label, "url": URL, "token": token, "executor": executor}, **extra)
+
+    def converge(self, label, runners, *args):
+        """Run the role with ``runners`` at -vvv --diff; return (rc, whole output)."""
+        self.host_vars.write_text(yaml.safe_dump({"gitlab_runner_runners": runners}, allow_unicode=True))
+        log = self.workdir / ("%s.ansible.log" % label)
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_COLLECTIONS_PATH": str(CHECKOUT / ".collections"),
+            "ANSIBLE_CONFIG": str(CHECKOUT / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            # Ansible's own log file is output too; it is searched as well.
+            "ANSIBLE_LOG_PATH": str(log),
+            "PYTHONUNBUFFERED": "1",
+        })
+        cmd = [_ansible_playbook(), "-i", str(self.inventory), str(self.playbook), "-vvv", "--diff", *args]
+        proc = subprocess.run(cmd, cwd=str(self.workdir), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=PLAYBOOK_TIMEOUT)
+        output = proc.stdout
+        if log.exists():
+            output += "\n" + log.read_text(errors="replace")
+        # Kept for whoever debugs a failure (the tokens are fake).
+        (self.workdir / ("%s.out" % label)).write_text(output)
+        return proc.returncode, output
+
+    def exec(self, *args, opts=(), **kwargs):
+        return _sh("docker", "exec", *opts, CONTAINER, *args, **kwargs)
+
+    def config(self):
+        proc = self.exec("cat", CONFIG, check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def assert_no_token(self, output, label):
+        """Fail, naming where, if any form of any token made up so far is in ``output``."""
+        hits = []
+        lines = output.splitlines()
+        for runner, token in self.tokens:
+            for form, needle in leak_forms(token).items():
+                for number, line in enumerate(lines, 1):
+                    if needle in line:
+                        shown = line.replace(needle, "<%s>" % form)[:300]
+                        hits.append("token of %r as %s, output line %d: %s" % (runner, form, number, shown))
+        assert not hits, "%s: a runner token leaked into the output (%s):\n%s" % (
+            label, self.workdir / ("%s.out" % label), "\n".join(hits[:20]))
+
+
+def _recap(output):
+    match = re.search(r"^%s\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)" % re.escape(CONTAINER),
+                      output, re.M)
+    assert match, "no PLAY RECAP line for %s in the output" % CONTAINER
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
+
+
+def _task_result(output, task):
+    """The first result line (ok:/changed:/fatal:/skipping:) after the banner of ``task``."""
+    banner = "TASK [%s]" % task
+    start = output.find(banner)
+    assert start >= 0, "task %r did not run" % task
+    for line in output[start + len(banner):].splitlines():
+        if line.startswith("TASK ["):
+            break
+        match = re.match(r"^(ok|changed|fatal|skipping|failed): \[%s\]" % re.escape(CONTAINER), line)
+        if match:
+            return match.group(1)
+    raise AssertionError("no result for task %r in the output" % task)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    fingerprint = _check_prerequisites()
+    _sh(str(CHECKOUT / "tests/fixtures/serve.sh"), "start", timeout=180)
+    repo_url = _sh(str(CHECKOUT / "tests/fixtures/serve.sh"), "url").stdout.strip()
+    # The name belongs to this test: a container left by an interrupted run goes.
+    _sh("docker", "rm", "-f", CONTAINER, check=False)
+    try:
+        _sh(*DOCKER_RUN)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        state = ""
+        while time.monotonic() < deadline:
+            state = _sh("docker", "exec", CONTAINER, "systemctl", "is-system-running", check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("%s: systemd did not finish booting within %ds (state %r)" % (CONTAINER, BOOT_TIMEOUT, state))
+        yield Host(tmp_path_factory.mktemp("no-token-leak"), repo_url, fingerprint)
+    finally:
+        _sh("docker", "rm", "-f", CONTAINER, check=False)
+
+
+@pytest.fixture(scope="module")
+def runners(host):
+    """The runner set of run 1: docker, trusted shell, and a name with quotes and a newline."""
+    return [
+        host.runner("docker-a", limit=2, environment=["GIT_DEPTH=10"]),
+        host.runner("shell-trusted", executor="shell", trusted=True),
+        dict(host.runner("weird-name", docker={"image": "alpine:3", "cap_drop": ["ALL"]}), name=WEIRD_NAME),
+    ]
+
+
+def test_leak_forms_find_what_they_should():
+    """The search itself: base64 of the token inside a longer stream is found at every offset."""
+    token = _token("selftest")
+    forms = leak_forms(token)
+    for prefix in ("", "x", "xy", "xyz", 'token = "'):
+        stream = base64.b64encode((prefix + token + '"\n').encode()).decode()
+        assert any(needle in stream for needle in forms.values()), prefix
+    assert not any(needle in base64.b64encode(b"unrelated text " * 10).decode() for needle in forms.values())
+
+
+def test_run1_first_converge_at_vvv_with_diff(host, runners):
+    rc, output = host.converge("run1-first", runners)
+    assert rc == 0, "the first converge failed (rc=%d); see %s" % (rc, host.workdir / "run1-first.out")
+    assert _task_result(output, WRITE_TASK) == "changed"
+    host.assert_no_token(output, "run1-first")
+    # Positive control: the tokens the search looked for are really on the host.
+    config = host.config()
+    assert config is not None, "%s was not written" % CONFIG
+    for runner in runners:
+        assert 'token = "%s"' % runner["token"] in config, "token of %r missing from %s" % (runner["name"], CONFIG)
+    assert host.exec("stat", "-c", "%a %U:%G", CONFIG).stdout.split() == ["600", "root:root"]
+    # The modules' own logging on the host (they log their arguments to the journal).
+    journal = host.exec("journalctl", "--no-pager", "-o", "cat").stdout
+    host.assert_no_token(journal, "run1-first (host journal)")
+
+
+def test_run2_rotated_token_changes_config_in_diff_mode(host, runners):
+    old = runners[0]["token"]
+    rotated = [host.runner("docker-a", limit=3, environment=["GIT_DEPTH=10"]), runners[1],
+               host.runner("docker-b", docker={"image": "debian:13-slim"})]
+    assert rotated[0]["token"] != old
+    rc, output = host.converge("run2-rotated", rotated)
+    assert rc == 0, "the converge with a rotated token failed (rc=%d); see %s" % (rc, host.workdir / "run2-rotated.out")
+    # The template task changed the file while --diff was on.
+    assert _task_result(output, WRITE_TASK) == "changed"
+    host.assert_no_token(output, "run2-rotated")
+    config = host.config()
+    for runner in rotated:
+        assert 'token = "%s"' % runner["token"] in config, "token of %r missing from %s" % (runner["name"], CONFIG)
+    assert old not in config, "the rotated-out token is still in config.toml"
+    runners[:] = rotated
+
+
+def test_run3_failing_config_write(host, runners):
+    saved = host.config()
+    assert saved is not None
+    # A directory where config.toml goes. With a plain directory the copy module
+    # would write config.toml/config.toml.j2 and succeed; the nested directory
+    # makes the final rename fail.
+    host.exec("sh", "-c", "rm -f %s && mkdir -p %s/config.toml.j2" % (CONFIG, CONFIG))
+    try:
+        rc, output = host.converge("run3-failing", runners)
+        assert rc != 0, "the converge succeeded although %s is a directory" % CONFIG
+        assert _task_result(output, WRITE_TASK) == "fatal", "the failing task should be %r" % WRITE_TASK
+        assert _recap(output)["failed"] == 1
+        host.assert_no_token(output, "run3-failing")
+    finally:
+        host.exec("rm", "-rf", CONFIG)
+        host.exec("sh", "-c", "umask 077 && cat > %s" % CONFIG, opts=["-i"], stdin=saved)
+    assert host.config() == saved
+
+
+def test_run4_refused_runner_next_to_tokens(host, runners):
+    before = host.config()
+    assert before is not None and runners[0]["token"] in before  # the gate reads a file holding tokens
+    refused = runners + [host.runner("privileged-no-ack", docker={"privileged": True})]
+    rc, output = host.converge("run4-refused", refused)
+    assert rc != 0, "a privileged runner without acknowledgement was accepted"
+    assert "REFUSED" in output and "GR002" in output, "the refusal does not name REFUSED/GR002"
+    assert "TASK [%s]" % WRITE_TASK not in output, "the play went on to write config.toml"
+    host.assert_no_token(output, "run4-refused")
+    assert host.config() == before, "a refused configuration changed config.toml"
+
+
+def test_run5_argument_spec_error_next_to_tokens(host, runners):
+    bad = runners + [host.runner("bad-limit", limit="many")]
+    rc, output = host.converge("run5-argspec", bad)
+    assert rc != 0, "limit: many passed the argument spec"
+    assert "Validation of arguments failed" in output
+    host.assert_no_token(output, "run5-argspec")
