@@ -9,13 +9,14 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 # Molecule scenarios, in the order they run.
-SCENARIOS ?= default install_errors config_gate
+SCENARIOS ?= default install_errors config_gate audit
 
-.PHONY: help deps venv link images fixtures demo demo-clean test lint unit molecule clean
+.PHONY: help deps venv link images fixtures demo demo-clean test lint unit molecule integration bench clean
 
 help:
 	@echo "make demo   converge site.yml on a disposable local runner host (container hgr-demo)"
-	@echo "make test   run every test: lint, unit, Molecule ($(SCENARIOS))"
+	@echo "make test   run every test: lint, unit, Molecule ($(SCENARIOS)), integration"
+	@echo "make bench  time converges with 1 and 50 runners"
 	@echo "make clean  remove the demo container, the test repository server and build output"
 
 deps:
@@ -44,14 +45,25 @@ demo: venv link fixtures
 demo-clean:
 	@docker rm -f hgr-demo >/dev/null 2>&1 || true
 
-test: venv link fixtures lint unit molecule
+test: venv link fixtures lint unit molecule integration
 
+# ansible-lint installs the collection under test into ~/.ansible/collections,
+# where a stale copy would shadow the checkout: give it a fresh home each run.
 lint: venv link
 	yamllint --strict .
-	ansible-lint --profile production
+	rm -rf .cache/lint-home && mkdir -p .cache/lint-home
+	HOME=$(CURDIR)/.cache/lint-home ansible-lint --profile production
 
 unit: venv link
 	pytest -q tests/unit
+
+# End-to-end checks that need a whole ansible-playbook run (e.g. no token in -vvv output).
+integration: venv link fixtures
+	pytest -q tests/integration
+
+# Timing only, never asserted: prints converge times for 1 and 50 runners.
+bench: venv link fixtures
+	python benchmarks/runners_scale.py
 
 molecule: venv link fixtures
 	@for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; molecule test -s $$s; done

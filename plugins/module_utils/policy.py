@@ -19,7 +19,7 @@ on managed hosts too.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict, namedtuple
+from collections import namedtuple
 
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config_schema import (
     format_key_path,
@@ -82,9 +82,19 @@ _POLICIES = (
            _SEC + ": Usage of Shell executor; Systems with Docker installed", None, "audit"),
     Policy("GR022", "high", "The same runner token or system id is used on two hosts (cloned runner)",
            _SEC + ": Cloning a runner", None, "audit"),
+    Policy("GR023", "high", "config.toml is missing, unreadable or not valid TOML",
+           "GitLab Runner docs, Advanced configuration", None, "audit"),
+    Policy("GR024", "medium", "The job user's home or builds directory is open to other users",
+           _SEC + ": Usage of Shell executor", None, "audit"),
+    Policy("GR025", "high", "A private SSH key is readable by the job user",
+           _SEC + ": Usage of Shell executor", None, "audit"),
+    Policy("GR026", "high", "The runner service runs shell jobs as root (no --user)",
+           _SEC + ": Usage of Shell executor", None, "audit"),
+    Policy("GR027", "info", "Installed GitLab Runner version",
+           "GitLab Runner docs, Install GitLab Runner", None, "audit"),
 )
 
-CATALOG = OrderedDict((p.id, p) for p in _POLICIES)
+CATALOG = dict((p.id, p) for p in _POLICIES)
 
 # Capabilities every job container must drop.
 REQUIRED_CAP_DROP = ("SETUID", "SETGID", "NET_RAW", "MKNOD")
@@ -106,9 +116,16 @@ def _truthy(value):
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
 
 
-def _finding(policy_id, runner, setting, evidence):
+def finding(policy_id, runner, setting, evidence):
+    """One finding for catalog policy ``policy_id``.
+
+    ``runner`` is the runner's name (or None for host/global findings),
+    ``setting`` where the problem is (a config key or a file path) and
+    ``evidence`` a short text that must never contain a secret.  Raises
+    KeyError for an id that is not in ``CATALOG``.
+    """
     policy = CATALOG[policy_id]
-    return OrderedDict((
+    return dict((
         ("id", policy.id),
         ("severity", policy.severity),
         ("title", policy.title),
@@ -119,6 +136,10 @@ def _finding(policy_id, runner, setting, evidence):
         ("ack", policy.ack),
         ("enforcement", policy.enforcement),
     ))
+
+
+# Internal name, kept for existing callers.
+_finding = finding
 
 
 def _volume_source(spec):
@@ -233,3 +254,26 @@ def evaluate_document(document):
 
 def severity_at_least(finding, threshold):
     return SEVERITIES.index(finding["severity"]) >= SEVERITIES.index(threshold)
+
+
+def apply_acknowledgements(findings, acknowledged):
+    """Mark findings the role accepted on purpose (its hardened-acknowledgements.json).
+
+    ``acknowledged`` is a list of {"runner", "id", "reason"} as the role's gate
+    records them. A matching finding is kept, but at severity ``info`` with its
+    original severity and the reason in the evidence, so an accepted risk is
+    visible without failing the audit. Unmatched findings are returned as they are.
+    """
+    accepted = {}
+    for entry in acknowledged or []:
+        if hasattr(entry, "get") and entry.get("id") in CATALOG:
+            accepted[(entry.get("runner"), entry.get("id"))] = str(entry.get("reason") or "no reason recorded")
+    out = []
+    for item in findings:
+        reason = accepted.get((item.get("runner"), item.get("id")))
+        if reason is not None and CATALOG[item["id"]].ack is not None:
+            item = dict(item)
+            item["evidence"] = "ACKNOWLEDGED (%s; was %s): %s" % (reason, item["severity"], item["evidence"])
+            item["severity"] = "info"
+        out.append(item)
+    return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
@@ -48,7 +47,7 @@ class ConfigError(ValueError):
 
 def _merge(base, override):
     """Deep-merge two mappings; ``override`` wins, lists are replaced."""
-    out = OrderedDict((k, copy.deepcopy(v)) for k, v in base.items())
+    out = dict((k, copy.deepcopy(v)) for k, v in base.items())
     for key, value in (override or {}).items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _merge(out[key], value)
@@ -60,7 +59,7 @@ def _merge(base, override):
 def _plain(value):
     """Copy Ansible's tagged/lazy containers into plain Python types."""
     if isinstance(value, Mapping):
-        return OrderedDict((str(k), _plain(v)) for k, v in value.items())
+        return dict((str(k), _plain(v)) for k, v in value.items())
     if isinstance(value, (str, bytes)):
         return str(value)
     if isinstance(value, bool):
@@ -110,16 +109,16 @@ def build_document(settings, runners, defaults, existing=None):
     for index, runner in enumerate(runners):
         _check_runner_input(index, runner, seen)
 
-    doc = OrderedDict()
+    doc = {}
     for key in ("concurrent", "check_interval", "log_level", "log_format", "shutdown_timeout",
                 "connection_max_age", "listen_address"):
         value = settings.get(key)
         if value is not None and value != "":
             doc[key] = value
     if settings.get("session_server"):
-        doc["session_server"] = OrderedDict(settings["session_server"])
+        doc["session_server"] = dict(settings["session_server"])
 
-    old = OrderedDict()
+    old = {}
     for entry in existing.get("runners") or []:
         if isinstance(entry, Mapping) and "name" in entry:
             old.setdefault(entry["name"], entry)
@@ -134,7 +133,7 @@ def build_document(settings, runners, defaults, existing=None):
 
 def _runner_table(runner, defaults, previous):
     executor = runner["executor"]
-    table = OrderedDict()
+    table = {}
     for key in _SCALARS:
         if key in runner and runner[key] is not None and runner[key] != "" and runner[key] != []:
             table[key] = runner[key]
@@ -158,7 +157,7 @@ def _runner_table(runner, defaults, previous):
         table["docker"] = docker
         flags = _merge(defaults.get("feature_flags") or {}, runner.get("feature_flags") or {})
     else:
-        flags = _merge(OrderedDict((k, v) for k, v in (defaults.get("feature_flags") or {}).items()
+        flags = _merge(dict((k, v) for k, v in (defaults.get("feature_flags") or {}).items()
                                    if k != "FF_NETWORK_PER_BUILD"), runner.get("feature_flags") or {})
     if executor == "ssh":
         table["ssh"] = _merge({"disable_strict_host_key_checking": False}, runner.get("ssh") or {})
@@ -208,11 +207,11 @@ def gate(document, runners):
     Returns {"refusals": [str], "warnings": [str], "acknowledged": [dict],
     "findings": [dict]}; none of it contains a token.
     """
-    inputs = OrderedDict()
+    inputs = {}
     for runner in _plain(runners or []):
         if isinstance(runner, Mapping) and runner.get("state", "present") != "absent":
             inputs[runner.get("name")] = runner
-    result = OrderedDict((("refusals", []), ("warnings", []), ("acknowledged", []), ("findings", [])))
+    result = dict((("refusals", []), ("warnings", []), ("acknowledged", []), ("findings", [])))
     for finding in evaluate_document(document):
         result["findings"].append(finding)
         policy = CATALOG[finding["id"]]
@@ -224,7 +223,7 @@ def gate(document, runners):
             runner_input = inputs.get(finding["runner"]) or {}
             ack_value = runner_input.get(policy.ack)
             reason = ack_value.get("reason") if isinstance(ack_value, Mapping) else "trusted runner"
-            result["acknowledged"].append(OrderedDict((
+            result["acknowledged"].append(dict((
                 ("runner", finding["runner"]), ("id", finding["id"]), ("setting", finding["setting"]),
                 ("ack", policy.ack), ("reason", reason))))
             result["warnings"].append("ACKNOWLEDGED " + _describe(finding) + " reason: " + str(reason))

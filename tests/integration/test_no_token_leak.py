@@ -90,6 +90,19 @@ def leak_forms(token):
     return forms
 
 
+def find_leaks(output, tokens):
+    """Where any form of any of ``tokens`` ((label, token) pairs) occurs in ``output``."""
+    hits = []
+    lines = output.splitlines()
+    for runner, token in tokens:
+        for form, needle in leak_forms(token).items():
+            for number, line in enumerate(lines, 1):
+                if needle in line:
+                    shown = line.replace(needle, "<%s>" % form)[:300]
+                    hits.append("token of %r as %s, line %d: %s" % (runner, form, number, shown))
+    return hits
+
+
 def _sh(*args, check=True, stdin=None, timeout=120):
     proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -184,14 +197,7 @@ class Host:
 
     def assert_no_token(self, output, label):
         """Fail, naming where, if any form of any token made up so far is in ``output``."""
-        hits = []
-        lines = output.splitlines()
-        for runner, token in self.tokens:
-            for form, needle in leak_forms(token).items():
-                for number, line in enumerate(lines, 1):
-                    if needle in line:
-                        shown = line.replace(needle, "<%s>" % form)[:300]
-                        hits.append("token of %r as %s, output line %d: %s" % (runner, form, number, shown))
+        hits = find_leaks(output, self.tokens)
         assert not hits, "%s: a runner token leaked into the output (%s):\n%s" % (
             label, self.workdir / ("%s.out" % label), "\n".join(hits[:20]))
 
@@ -250,14 +256,17 @@ def runners(host):
     ]
 
 
-def test_leak_forms_find_what_they_should():
-    """The search itself: base64 of the token inside a longer stream is found at every offset."""
-    token = _token("selftest")
-    forms = leak_forms(token)
-    for prefix in ("", "x", "xy", "xyz", 'token = "'):
-        stream = base64.b64encode((prefix + token + '"\n').encode()).decode()
-        assert any(needle in stream for needle in forms.values()), prefix
-    assert not any(needle in base64.b64encode(b"unrelated text " * 10).decode() for needle in forms.values())
+def test_the_search_finds_planted_tokens():
+    """The search itself: the token raw, partly masked, or base64-encoded at any offset is found."""
+    tokens = [("selftest", _token("selftest")), ("other", _token("other"))]
+    token = tokens[0][1]
+    planted = ["content: %s" % token, "token = glrt-****-%s" % token.rsplit("-", 1)[1]]
+    for prefix in ("", "x", "xy", "xyz", '  token = "'):
+        planted.append("content: " + base64.b64encode((prefix + token + '"\n').encode()).decode())
+    for line in planted:
+        assert find_leaks("ok: [host] =>\n" + line + "\n", tokens), line
+    clean = "ok: [host] =>\n" + base64.b64encode(b"unrelated text, glrt-FAKE-leaktest-" * 10).decode()
+    assert find_leaks(clean, tokens) == []
 
 
 def test_run1_first_converge_at_vvv_with_diff(host, runners):
@@ -282,6 +291,7 @@ def test_run2_rotated_token_changes_config_in_diff_mode(host, runners):
                host.runner("docker-b", docker={"image": "debian:13-slim"})]
     assert rotated[0]["token"] != old
     rc, output = host.converge("run2-rotated", rotated)
+    runners[:] = rotated  # what the host has from now on, for the next runs
     assert rc == 0, "the converge with a rotated token failed (rc=%d); see %s" % (rc, host.workdir / "run2-rotated.out")
     # The template task changed the file while --diff was on.
     assert _task_result(output, WRITE_TASK) == "changed"
@@ -290,31 +300,32 @@ def test_run2_rotated_token_changes_config_in_diff_mode(host, runners):
     for runner in rotated:
         assert 'token = "%s"' % runner["token"] in config, "token of %r missing from %s" % (runner["name"], CONFIG)
     assert old not in config, "the rotated-out token is still in config.toml"
-    runners[:] = rotated
 
 
 def test_run3_failing_config_write(host, runners):
     saved = host.config()
     assert saved is not None
-    # A directory where config.toml goes. With a plain directory the copy module
-    # would write config.toml/config.toml.j2 and succeed; the nested directory
-    # makes the final rename fail.
-    host.exec("sh", "-c", "rm -f %s && mkdir -p %s/config.toml.j2" % (CONFIG, CONFIG))
+    # Make the configuration directory read-only (a bind mount onto itself), so
+    # the template task, which holds every token, fails at its final write.
+    # The role refuses a directory in config.toml's place earlier, on purpose.
+    host.exec("sh", "-c", "mount --bind /etc/gitlab-runner /etc/gitlab-runner"
+              " && mount -o remount,ro,bind /etc/gitlab-runner")
+    changed = [dict(runners[0], limit=9)] + runners[1:]
     try:
-        rc, output = host.converge("run3-failing", runners)
-        assert rc != 0, "the converge succeeded although %s is a directory" % CONFIG
+        rc, output = host.converge("run3-failing", changed)
+        assert rc != 0, "the converge succeeded although /etc/gitlab-runner is read-only"
         assert _task_result(output, WRITE_TASK) == "fatal", "the failing task should be %r" % WRITE_TASK
         assert _recap(output)["failed"] == 1
         host.assert_no_token(output, "run3-failing")
     finally:
-        host.exec("rm", "-rf", CONFIG)
-        host.exec("sh", "-c", "umask 077 && cat > %s" % CONFIG, opts=["-i"], stdin=saved)
+        host.exec("umount", "/etc/gitlab-runner")
     assert host.config() == saved
 
 
 def test_run4_refused_runner_next_to_tokens(host, runners):
     before = host.config()
-    assert before is not None and runners[0]["token"] in before  # the gate reads a file holding tokens
+    # The gate also parses the file on the host, which holds tokens.
+    assert before is not None and any(r["token"] in before for r in runners), "no config.toml with tokens to start from"
     refused = runners + [host.runner("privileged-no-ack", docker={"privileged": True})]
     rc, output = host.converge("run4-refused", refused)
     assert rc != 0, "a privileged runner without acknowledgement was accepted"

@@ -222,3 +222,19 @@ def test_every_key_the_role_can_emit_is_recognized_by_gitlab_runner():
     assert len(parsed["runners"]) == 5
     # The audit evaluates the rendered file exactly like the gate evaluated the wanted one.
     assert [f["id"] for f in evaluate_document(parsed)] == [f["id"] for f in evaluate_document(doc)]
+
+
+def test_acknowledged_findings_become_info_with_reason_and_others_stay():
+    from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import apply_acknowledgements
+    given = [runner("sh", executor="shell", trusted=True), runner("priv", docker={"privileged": True})]
+    doc = runner_config_document(given, SETTINGS, DEFAULTS, None)
+    recorded = gate(given)["acknowledged"]
+    findings = apply_acknowledgements(evaluate_document(doc), recorded)
+    shell = [f for f in findings if f["id"] == "GR001"][0]
+    assert shell["severity"] == "info" and "ACKNOWLEDGED (trusted runner; was high)" in shell["evidence"]
+    # Not acknowledged (the gate refused it): stays critical.
+    assert [f["severity"] for f in findings if f["id"] == "GR002"] == ["critical"]
+    # An acknowledgement for a policy that can never be unlocked changes nothing.
+    forged = apply_acknowledgements(findings, [{"runner": "priv", "id": "GR009", "reason": "x"},
+                                               {"runner": "priv", "id": "GR007", "reason": "x"}])
+    assert forged == findings

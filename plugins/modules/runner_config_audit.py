@@ -1,0 +1,569 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: runner_config_audit
+short_description: Audit a GitLab Runner config.toml against the policy catalog (read-only)
+version_added: "0.1.0"
+description:
+  - Reads a GitLab Runner C(config.toml), parses it as TOML and evaluates it with the
+    policy catalog of this collection (the same checks the role's input gate uses), so
+    any runner host can be audited, whether or not it was set up by this collection.
+  - Every runner and every executor section is checked; keys GitLab Runner does not
+    recognize are reported as C(GR015).
+  - File problems (missing, unreadable, a directory, too large, not UTF-8 text, NUL bytes,
+    TOML syntax errors, C(runners) not an array of tables, values of the wrong type) are
+    reported as C(GR023) findings instead of failing the task.
+  - Nothing is changed on the host. Runner tokens never leave the host; only salted
+    SHA-256 hashes of them are returned, so hosts can be compared for cloned runners
+    (C(GR022)) within one audit run.
+author:
+  - hardened.gitlab_runner maintainers
+options:
+  path:
+    description:
+      - Path of the C(config.toml) to audit.
+    type: path
+    default: /etc/gitlab-runner/config.toml
+  system_id_path:
+    description:
+      - Path of the runner's system id file.
+      - Defaults to C(.runner_system_id) in the directory of O(path).
+    type: path
+  salt:
+    description:
+      - Salt prepended to each value before hashing; hashes are the hex SHA-256 of
+        C(salt + value).
+      - Use the same salt for all hosts of one audit run to compare them, and a long random
+        value (for example generated once per run on the controller) so hashes cannot be
+        compared across runs or brute-forced.
+      - The salt is a no_log value, and Ansible masks every occurrence of it in the result,
+        so a short salt (a few characters) can mask parts of the returned hashes.
+    type: str
+    default: ''
+  acknowledgements_path:
+    description:
+      - JSON file of exceptions accepted on purpose, as written by the C(hardened.gitlab_runner.gitlab_runner)
+        role (a JSON object whose C(acknowledged) list holds C(runner), C(id) and C(reason) entries).
+        A matching finding is reported at severity
+        C(info) with the reason and its original severity in its evidence.
+      - Defaults to C(hardened-acknowledgements.json) next to O(path); a missing or unreadable file
+        means no exceptions.
+    type: path
+  max_size:
+    description:
+      - Largest file size in bytes that is read; a larger file is reported as C(GR023)
+        without being read.
+    type: int
+    default: 1048576
+notes:
+  - Requires the Python C(tomllib) module (Python 3.11 and later) or the C(tomli)
+    package on the managed host.
+  - A UTF-8 byte order mark at the start of the file is ignored.
+  - Token values and other secrets found in the file are registered as no_log values, so
+    Ansible masks them should they ever appear in a message.
+  - Supports check mode; the module never changes anything.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+requirements:
+  - Python 3.11 or later, or the C(tomli) Python package
+seealso:
+  - module: hardened.gitlab_runner.runner_host_audit
+"""
+
+EXAMPLES = r"""
+- name: Audit the runner configuration
+  hardened.gitlab_runner.runner_config_audit:
+  register: runner_config
+
+- name: Fail on high or critical findings
+  ansible.builtin.assert:
+    that:
+      - runner_config.findings | selectattr('severity', 'in', ['high', 'critical']) | list | length == 0
+    fail_msg: "{{ runner_config.findings | selectattr('severity', 'in', ['high', 'critical']) | map(attribute='id') | list }}"
+
+- name: Audit a copy of another host's config.toml with a per-run salt
+  hardened.gitlab_runner.runner_config_audit:
+    path: /srv/audit/ci-07/config.toml
+    system_id_path: /srv/audit/ci-07/.runner_system_id
+    salt: "{{ audit_salt }}"
+    max_size: 262144
+  register: ci07_config
+"""
+
+RETURN = r"""
+path:
+  description:
+    - The audited path.
+    - Ansible adds the file's C(state) and, when it exists, C(mode), C(owner), C(group), C(uid),
+      C(gid) and C(size) to the result next to it.
+  returned: always
+  type: str
+  sample: /etc/gitlab-runner/config.toml
+parsed:
+  description: Whether the file was read and parsed as TOML.
+  returned: always
+  type: bool
+  sample: true
+findings:
+  description:
+    - Findings from the policy catalog, for the document (every runner) and for file
+      problems (C(GR023)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Catalog id.
+      type: str
+      sample: GR002
+    severity:
+      description: One of C(info), C(low), C(medium), C(high), C(critical).
+      type: str
+      sample: critical
+    title:
+      description: What the policy is about.
+      type: str
+    guidance:
+      description: Where the reasoning is documented.
+      type: str
+    runner:
+      description: Name of the runner concerned, or null for global settings and file problems.
+      type: str
+    setting:
+      description: The setting or file concerned.
+      type: str
+      sample: "[runners.docker] privileged"
+    evidence:
+      description: What was found; never contains a token.
+      type: str
+      sample: privileged = true
+    ack:
+      description: Acknowledgement that unlocks the setting in the role's gate, or null.
+      type: str
+    enforcement:
+      description: C(refuse), C(warn) or C(audit).
+      type: str
+runners:
+  description: One entry per C([[runners]]) table.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    index:
+      description: Zero-based position in the C(runners) array.
+      type: int
+    name:
+      description: The runner's C(name), or null.
+      type: str
+    executor:
+      description: The runner's C(executor), or null.
+      type: str
+    url:
+      description: The runner's C(url) with any user and password removed, or null.
+      type: str
+    token_hash:
+      description: Hex SHA-256 of C(salt + token), or null when the runner has no token.
+      type: str
+  sample:
+    - index: 0
+      name: ci-docker
+      executor: docker
+      url: https://gitlab.example.com/
+      token_hash: 6f1ed002ab5595859014ebf0951522d9b5d0c5f5e7e4d7c0b7c5f5b1c2d3e4f5
+system_id_hash:
+  description: Hex SHA-256 of C(salt + system id), or null when there is no readable system id file.
+  returned: always
+  type: str
+"""
+
+import hashlib
+import json
+import os
+import re
+import stat
+import traceback
+from collections.abc import Mapping
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import tomllib as _toml
+    TOML_IMPORT_ERROR = None
+except ImportError:  # Python < 3.11
+    try:
+        import tomli as _toml
+        TOML_IMPORT_ERROR = None
+    except ImportError:
+        _toml = None
+        TOML_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
+    apply_acknowledgements,
+    evaluate_document,
+    finding,
+)
+
+CONFIG_SETTING = "config.toml"
+MESSAGE_LIMIT = 200
+SYSTEM_ID_LIMIT = 4096
+
+# Keys whose string values are secrets (compared case-insensitively).
+_SECRET_KEYS = frozenset((
+    "token", "password", "secretkey", "accesskey", "sessiontoken", "privatekey",
+    "accountkey", "bearer_token", "sentry_dsn",
+))
+# GitLab token shapes, masked in any message as a last resort.
+_TOKEN_PATTERN = re.compile(r"(glrt-|glrtr-|glcbt-|glpat-|GR1348941)[A-Za-z0-9_.\-]*")
+
+
+class ConfigFileError(Exception):
+    """The file cannot be audited; the message is the GR023 evidence."""
+
+
+def salted_hash(salt, value):
+    return hashlib.sha256((salt + value).encode("utf-8")).hexdigest()
+
+
+def _clip(text, limit=MESSAGE_LIMIT):
+    text = _TOKEN_PATTERN.sub("<redacted>", str(text))
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return text
+
+
+def _file_finding(path, evidence):
+    return finding("GR023", None, path, evidence)
+
+
+def _os_error_text(exc):
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, NotADirectoryError):
+        return "a parent of the path is not a directory"
+    return "cannot be read: %s" % (exc.strerror or type(exc).__name__)
+
+
+def read_config(path, max_size):
+    """Return the text of ``path``; raise ConfigFileError with the reason otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigFileError(_os_error_text(exc))
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigFileError("is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigFileError("is not a regular file")
+    if st.st_size > max_size:
+        raise ConfigFileError("%d bytes, larger than max_size (%d bytes)" % (st.st_size, max_size))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ConfigFileError(_os_error_text(exc))
+    try:
+        # The path may have been replaced since os.stat().
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigFileError("is not a regular file")
+        chunks = []
+        remaining = max_size + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        raise ConfigFileError(_os_error_text(exc))
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_size:
+        raise ConfigFileError("larger than max_size (%d bytes)" % max_size)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError("not UTF-8 text (invalid byte at offset %d)" % exc.start)
+    if "\x00" in text:
+        raise ConfigFileError("contains NUL bytes (binary data, not TOML text)")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def parse_config(text):
+    try:
+        document = _toml.loads(text)
+    except _toml.TOMLDecodeError as exc:
+        # The parsers' messages give line and column, never content.
+        message = exc.msg if isinstance(getattr(exc, "msg", None), str) else str(exc)
+        lineno = getattr(exc, "lineno", None)
+        colno = getattr(exc, "colno", None)
+        if isinstance(lineno, int) and "line" not in message:
+            message = "%s (at line %d, column %s)" % (message, lineno, colno)
+        raise ConfigFileError("not valid TOML: %s" % _clip(message))
+    except (RecursionError, MemoryError, ValueError, TypeError) as exc:
+        raise ConfigFileError("not valid TOML: the parser gave up (%s)" % type(exc).__name__)
+    return document
+
+
+def secret_values(node):
+    """Every non-empty string stored under a secret-looking key, anywhere in ``node``."""
+    found = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, value in item.items():
+                if isinstance(value, str):
+                    if str(key).lower() in _SECRET_KEYS and value:
+                        found.append(value)
+                elif isinstance(value, (Mapping, list, tuple)):
+                    stack.append(value)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(v for v in item if isinstance(v, (Mapping, list, tuple)))
+    return found
+
+
+def _clean_url(value):
+    if value is None:
+        return None
+    url = str(value)
+    # Drop any user:password@ from the authority.
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/@]*@", r"\1", url)
+
+
+def _text_or_none(value):
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def runner_summaries(runners, salt):
+    out = []
+    for index, runner in enumerate(runners):
+        if not isinstance(runner, Mapping):
+            continue
+        token = runner.get("token")
+        if token is None or token == "":
+            token_hash = None
+        else:
+            token_hash = salted_hash(salt, token if isinstance(token, str) else str(token))
+        out.append({
+            "index": index,
+            "name": _text_or_none(runner.get("name")),
+            "executor": _text_or_none(runner.get("executor")),
+            "url": _clean_url(runner.get("url")),
+            "token_hash": token_hash,
+        })
+    return out
+
+
+def _type_name(value):
+    return {
+        dict: "table", list: "array", str: "string", int: "integer", float: "float", bool: "boolean",
+    }.get(type(value), "date/time" if hasattr(value, "isoformat") else type(value).__name__)
+
+
+def evaluate(document, path):
+    """Catalog findings for a parsed document, robust against values of the wrong type.
+
+    Returns (findings, runners list usable for the summaries).
+    """
+    findings = []
+    shaped = document
+    runners = document.get("runners")
+    if "runners" in document and not isinstance(runners, list):
+        findings.append(_file_finding(
+            path, "runners is of type %s, not an array of tables ([[runners]]); its runners were not checked"
+            % _type_name(runners)))
+        shaped = dict(document)
+        del shaped["runners"]
+        runners = []
+    elif runners is None:
+        runners = []
+    else:
+        for index, runner in enumerate(runners):
+            if not isinstance(runner, Mapping):
+                findings.append(_file_finding(
+                    path, "runners[%d] is of type %s, not a table; it was not checked" % (index, _type_name(runner))))
+    try:
+        findings.extend(evaluate_document(shaped))
+        return findings, runners
+    except Exception:  # a value of an unexpected type somewhere in a section
+        pass
+    # Evaluate the global part and every runner on its own, leaving out the
+    # values the checks cannot handle, so one malformed value neither crashes
+    # the audit nor hides the findings of the other settings.
+    global_part = dict(shaped)
+    global_part.pop("runners", None)
+    findings.extend(_evaluate_part(global_part, {}, lambda table: table, None, "", path))
+    for index, runner in enumerate(runners):
+        if not isinstance(runner, Mapping):
+            continue
+        name = runner.get("name")
+        base = dict((key, runner[key]) for key in ("name", "executor") if key in runner)
+        findings.extend(_evaluate_part(
+            runner, base,
+            # Placeholders in front keep the runner's real index in key paths.
+            lambda table, index=index: {"runners": [None] * index + [table]},
+            _text_or_none(name) if name is not None else "(unnamed)", "runners[%d]." % index, path))
+    return findings, runners
+
+
+def _fails(document):
+    try:
+        evaluate_document(document)
+    except Exception:
+        return True
+    return False
+
+
+def _evaluate_part(table, base, wrap, runner, prefix, path):
+    """Findings for ``table`` (global settings or one runner) alone.
+
+    Values that make the checks fail are found one key (or one key of a
+    sub-table) at a time, reported as GR023 and left out; the rest is
+    evaluated normally.
+    """
+    culprits = []
+    for key, value in table.items():
+        if key in base:
+            continue
+        if isinstance(value, Mapping):
+            children = [(key, child) for child in value
+                        if _fails(wrap(dict(base, **{key: {child: value[child]}})))]
+            if children:
+                culprits.extend(children)
+                continue
+        if _fails(wrap(dict(base, **{key: value}))):
+            culprits.append((key,))
+    cleaned = dict(table)
+    out = []
+    for culprit in culprits:
+        if len(culprit) == 1:
+            cleaned.pop(culprit[0], None)
+            value = table[culprit[0]]
+        else:
+            section = dict(cleaned[culprit[0]])
+            value = section.pop(culprit[1])
+            cleaned[culprit[0]] = section
+        out.append(finding(
+            "GR023", runner, _clip(prefix + ".".join(str(part) for part in culprit)),
+            "value of an unexpected type (%s) that GitLab Runner cannot load; the other settings were "
+            "checked without it" % _type_name(value)))
+    try:
+        out.extend(evaluate_document(wrap(cleaned)))
+    except Exception as exc:
+        out.append(finding(
+            "GR023", runner, _clip(prefix.rstrip(".")) or CONFIG_SETTING,
+            "a value of an unexpected type (%s) that GitLab Runner cannot load; these settings were not checked"
+            % type(exc).__name__))
+    return out
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default="/etc/gitlab-runner/config.toml"),
+            system_id_path=dict(type="path"),
+            salt=dict(type="str", default="", no_log=True),
+            max_size=dict(type="int", default=1048576),
+            acknowledgements_path=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    if _toml is None:
+        module.fail_json(msg=missing_required_lib("tomli"), exception=TOML_IMPORT_ERROR)
+
+    path = module.params["path"]
+    salt = module.params["salt"] or ""
+    max_size = module.params["max_size"]
+    if max_size is None or max_size < 1:
+        module.fail_json(msg="max_size must be a positive number of bytes, got %r" % max_size)
+    if 0 < len(salt) < 16:
+        module.warn("salt is shorter than 16 characters: Ansible masks it wherever it appears in the result, "
+                    "which can garble hashes; use a long random salt")
+    system_id_path = module.params["system_id_path"] or os.path.join(os.path.dirname(path), ".runner_system_id")
+
+    result = dict(changed=False, path=path, parsed=False, findings=[], runners=[], system_id_hash=None)
+    try:
+        result["system_id_hash"] = read_system_id_hash(system_id_path, salt)
+        try:
+            text = read_config(path, max_size)
+            document = parse_config(text)
+        except ConfigFileError as exc:
+            result["findings"].append(_file_finding(path, str(exc)))
+        else:
+            del text
+            # Whatever happens next, Ansible masks these values in its output.
+            for secret in secret_values(document):
+                module.no_log_values.add(secret)
+            result["parsed"] = True
+            findings, runners = evaluate(document, path)
+            ack_path = module.params["acknowledgements_path"] or os.path.join(
+                os.path.dirname(path), "hardened-acknowledgements.json")
+            result["findings"].extend(apply_acknowledgements(findings, read_acknowledgements(module, ack_path)))
+            result["runners"] = runner_summaries(runners, salt)
+    except Exception as exc:
+        # No document content in the message: only the exception type and its
+        # (clipped, token-masked) message, and Ansible masks no_log values on top.
+        module.fail_json(msg="runner_config_audit could not audit %s: %s: %s"
+                         % (path, type(exc).__name__, _clip(exc)))
+    module.exit_json(**result)
+
+
+def read_acknowledgements(module, path):
+    """The exceptions the role's gate accepted on this host, or [] (bounded read)."""
+    try:
+        if os.path.getsize(path) > 65536:
+            module.warn("%s is larger than 64 KiB; acknowledgements ignored" % path)
+            return []
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = data.get("acknowledged") if isinstance(data, dict) else None
+    return entries if isinstance(entries, list) else []
+
+
+def read_system_id_hash(path, salt):
+    """Salted hash of the system id file's first line, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, SYSTEM_ID_LIMIT)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        lines = data.decode("utf-8").strip().splitlines()
+    except UnicodeDecodeError:
+        return None
+    value = lines[0].strip() if lines else ""
+    if not value:
+        return None
+    return salted_hash(salt, value)
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
