@@ -38,6 +38,12 @@ gitlab_runners:
       ansible_become: false
       gitlab_runner_repo_url: $(tests/fixtures/serve.sh url)
       gitlab_runner_repo_key_fingerprint: $(cat tests/fixtures/.build/fingerprint)
+      # A fake token: the demo has no GitLab to talk to.
+      gitlab_runner_runners:
+        - name: demo-docker
+          url: https://gitlab.example.test
+          token: glrt-FAKE-demo-token-not-real
+          executor: docker
 INV
 
 echo "demo: ansible-playbook -i $state_dir/inventory.yml hardened.gitlab_runner.site"
@@ -51,7 +57,12 @@ docker exec "$name" bash -c '
   printf "  held packages: %s\n" "$(apt-mark showhold | tr "\n" " ")"
   printf "  %s\n" "$(stat -c "%A %U:%G %n" /etc/gitlab-runner)"
   printf "  apt source: %s\n" "$(grep ^URIs /etc/apt/sources.list.d/gitlab-runner.sources)"
+  printf "  %s\n" "$(stat -c "%A %U:%G %n" /etc/gitlab-runner/config.toml)"
+  echo "  config.toml (token left out):"
+  grep -E "^ *(name|executor|privileged|services_privileged|cap_drop|security_opt|pull_policy|FF_[A-Z_]+) =" \
+    /etc/gitlab-runner/config.toml | sed "s/^ */    /"
 '
 docker exec "$name" systemctl is-active --quiet gitlab-runner \
   || { echo "demo: the gitlab-runner service is not running" >&2; exit 1; }
+echo "demo: audit report of the host: audit-reports/summary.md (also report.json, junit.xml)"
 echo "demo: done. Remove the host with: make demo-clean"
