@@ -88,6 +88,7 @@ def runner(index, limit=None):
 class Bench:
     def __init__(self, release):
         self.container = "hgr-bench-debian%s" % release
+        self.release = release
         self.image = "hardened-gitlab-runner/debian:%s" % release
         self.workdir = Path(tempfile.mkdtemp(prefix="hgr-bench-"))
         self.started = False
@@ -110,21 +111,9 @@ class Bench:
         # The name belongs to this script: a container left by an interrupted run goes.
         sh("docker", "rm", "-f", self.container, check=False)
         self.started = True
-        sh("docker", "run", "-d", "--name", self.container, "--hostname", self.container, "--network", "hgr-test",
-           "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-           "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-           "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
-           "-e", "container=docker", "--label", "hardened-gitlab-runner.benchmark=runners_scale",
-           self.image)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        state = ""
-        while time.monotonic() < deadline:
-            state = sh("docker", "exec", self.container, "systemctl", "is-system-running", check=False).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            time.sleep(1)
-        else:
-            raise RuntimeError("%s: systemd did not finish booting (state %r)" % (self.container, state))
+        # Starts the container and waits for systemd (raises otherwise).
+        sh(str(CHECKOUT / "tests/images/run-host.sh"), self.container, self.release,
+           "--label", "hardened-gitlab-runner.benchmark=runners_scale", timeout=BOOT_TIMEOUT + 60)
 
         (self.workdir / "converge.yml").write_text(PLAYBOOK)
         (self.workdir / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": {self.container: {

@@ -11,22 +11,8 @@ release="${DEMO_DEBIAN_RELEASE:-13}"
 state_dir=.cache/demo
 mkdir -p "$state_dir"
 
-if [ "$(docker inspect -f '{{ .State.Running }}' "$name" 2>/dev/null)" != true ]; then
-  docker rm -f "$name" >/dev/null 2>&1 || true
-  echo "demo: starting disposable runner host $name (Debian $release)"
-  # Same settings as the Molecule platforms: systemd as PID 1 without --privileged.
-  docker run -d --name "$name" --hostname "$name" --network hgr-test \
-    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE \
-    -e container=docker \
-    "hardened-gitlab-runner/debian:$release" >/dev/null
-fi
-for _ in $(seq 60); do
-  st="$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)"
-  case "$st" in running|degraded) break ;; esac
-  sleep 1
-done
+echo "demo: starting disposable runner host $name (Debian $release)"
+tests/images/run-host.sh "$name" "$release" --label hardened-gitlab-runner.demo=true
 
 cat > "$state_dir/inventory.yml" <<INV
 ---

@@ -205,6 +205,7 @@ except ImportError:  # Python < 3.11
         _toml = None
         TOML_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.files import read_head
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
     apply_acknowledgements,
     evaluate_document,
@@ -213,6 +214,7 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
 
 CONFIG_SETTING = "config.toml"
 MESSAGE_LIMIT = 200
+ACK_LIMIT = 65536
 SYSTEM_ID_LIMIT = 4096
 
 # Keys whose string values are secrets (compared case-insensitively).
@@ -525,13 +527,16 @@ def run_module():
 
 def read_acknowledgements(module, path):
     """The exceptions the role's gate accepted on this host, or [] (bounded read)."""
+    raw = read_head(path, ACK_LIMIT + 1)
+    if raw is None:
+        return []
+    if len(raw) > ACK_LIMIT:
+        module.warn("%s is larger than %d bytes; acknowledgements ignored" % (path, ACK_LIMIT))
+        return []
     try:
-        if os.path.getsize(path) > 65536:
-            module.warn("%s is larger than 64 KiB; acknowledgements ignored" % path)
-            return []
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        module.warn("%s is not valid JSON; acknowledgements ignored" % path)
         return []
     entries = data.get("acknowledged") if isinstance(data, dict) else None
     return entries if isinstance(entries, list) else []
@@ -539,18 +544,9 @@ def read_acknowledgements(module, path):
 
 def read_system_id_hash(path, salt):
     """Salted hash of the system id file's first line, or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError:
+    data = read_head(path, SYSTEM_ID_LIMIT)
+    if data is None:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, SYSTEM_ID_LIMIT)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     try:
         lines = data.decode("utf-8").strip().splitlines()
     except UnicodeDecodeError:

@@ -228,6 +228,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.files import read_head
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import finding
 
 KEY_SNIFF_BYTES = 64
@@ -642,19 +643,9 @@ class KeyScanner(object):
             return True
         if st.st_size > KEY_SNIFF_MAX_SIZE or st.st_size == 0:
             return False
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError:
+        head = read_head(path, KEY_SNIFF_BYTES, follow_symlinks=False)
+        if head is None:
             return False
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return False
-            head = os.read(fd, KEY_SNIFF_BYTES)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
         return b"PRIVATE KEY-----" in head
 
 

@@ -31,7 +31,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,17 +42,8 @@ IMAGE = "hardened-gitlab-runner/debian:12"
 NETWORK = "hgr-test"
 CONFIG = "/etc/gitlab-runner/config.toml"
 WRITE_TASK = "hardened.gitlab_runner.gitlab_runner : Write config.toml"
-# Same settings as the Molecule platforms and scripts/demo.sh: systemd as PID 1
-# without --privileged.
-DOCKER_RUN = [
-    "docker", "run", "-d", "--name", CONTAINER, "--hostname", CONTAINER, "--network", NETWORK,
-    "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
-    "-e", "container=docker",
-    "--label", "hardened-gitlab-runner.test=no-token-leak",
-    IMAGE,
-]
+RUN_HOST = [str(CHECKOUT / "tests/images/run-host.sh"), CONTAINER, "12",
+            "--label", "hardened-gitlab-runner.test=no-token-leak"]
 BOOT_TIMEOUT = 90
 PLAYBOOK_TIMEOUT = 900
 URL = "https://gitlab.example.test"
@@ -231,16 +221,8 @@ def host(tmp_path_factory):
     # The name belongs to this test: a container left by an interrupted run goes.
     _sh("docker", "rm", "-f", CONTAINER, check=False)
     try:
-        _sh(*DOCKER_RUN)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        state = ""
-        while time.monotonic() < deadline:
-            state = _sh("docker", "exec", CONTAINER, "systemctl", "is-system-running", check=False).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            time.sleep(1)
-        else:
-            pytest.fail("%s: systemd did not finish booting within %ds (state %r)" % (CONTAINER, BOOT_TIMEOUT, state))
+        # Starts the container and waits for systemd (exits non-zero otherwise).
+        _sh(*RUN_HOST, timeout=BOOT_TIMEOUT + 60)
         yield Host(tmp_path_factory.mktemp("no-token-leak"), repo_url, fingerprint)
     finally:
         _sh("docker", "rm", "-f", CONTAINER, check=False)
