@@ -238,3 +238,42 @@ def test_acknowledged_findings_become_info_with_reason_and_others_stay():
     forged = apply_acknowledgements(findings, [{"runner": "priv", "id": "GR009", "reason": "x"},
                                                {"runner": "priv", "id": "GR007", "reason": "x"}])
     assert forged == findings
+
+
+def test_the_role_template_itself_renders_recognized_keys_only():
+    """Render roles/gitlab_runner/templates/config.toml.j2 as the role does, every option set."""
+    import jinja2
+
+    from ansible_collections.hardened.gitlab_runner.plugins.filter import runner_config, toml
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, "templates")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    for module in (runner_config, toml):
+        for name, func in module.FilterModule().filters().items():
+            env.filters["hardened.gitlab_runner." + name] = func
+    everything = [
+        runner("d", limit=1, request_concurrency=1, output_limit=1, environment=["A=1"], builds_dir="/b",
+               cache_dir="/c", shell="bash", clone_url="https://g.example.test",
+               docker={"user": "1000", "services": [{"name": "redis:7", "alias": "cache"}]},
+               cache={"Type": "gcs", "gcs": {"BucketName": "b"}}, custom_build_dir={"enabled": False},
+               feature_flags={"FF_SCRIPT_SECTIONS": True}, settings={"post_build_script": "true"}),
+        runner("s", executor="shell", trusted=True),
+        runner("ssh", executor="ssh", ssh={"host": "vm", "user": "ci", "known_hosts_file": "/kh"}),
+        runner("m", executor="docker+machine", machine={"IdleCount": 1, "MachineDriver": "none", "MachineName": "x-%s"}),
+        runner("a", executor="docker-autoscaler", autoscaler={"plugin": "p", "max_instances": 1}),
+        runner("k", executor="kubernetes", kubernetes={"namespace": "ci", "privileged": False}),
+        runner("c", executor="custom", custom={"run_exec": "/bin/run"}),
+    ]
+    settings = dict(SETTINGS, session_server={"listen_address": "127.0.0.1:8093", "advertise_address": "r:8093",
+                                              "session_timeout": 1800})
+    text = env.get_template("config.toml.j2").render(
+        ansible_managed="Ansible managed", gitlab_runner_runners=everything,
+        __gitlab_runner_settings=settings, __gitlab_runner_defaults=DEFAULTS, __gitlab_runner_existing={})
+    parsed = tomllib.loads(text)
+    assert unknown_keys(parsed) == []
+    assert [r["name"] for r in parsed["runners"]] == ["d", "s", "ssh", "m", "a", "k", "c"]
+    # The rendering is deterministic: the same input gives the same file (no flapping).
+    again = env.get_template("config.toml.j2").render(
+        ansible_managed="Ansible managed", gitlab_runner_runners=everything,
+        __gitlab_runner_settings=settings, __gitlab_runner_defaults=DEFAULTS, __gitlab_runner_existing={})
+    assert again == text
