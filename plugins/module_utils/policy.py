@@ -139,7 +139,6 @@ def finding(policy_id, runner, setting, evidence):
 
 
 # Internal name, kept for existing callers.
-_finding = finding
 
 
 def _volume_source(spec):
@@ -154,47 +153,47 @@ def _docker_findings(name, docker, flags):
     out = []
     where = "[runners.docker]"
     if _truthy(docker.get("privileged")):
-        out.append(_finding("GR002", name, where + " privileged", "privileged = true"))
+        out.append(finding("GR002", name, where + " privileged", "privileged = true"))
     services_privileged = docker.get("services_privileged")
     # Unset, services follow `privileged`.
     if _truthy(services_privileged) or (services_privileged is None and _truthy(docker.get("privileged"))):
-        out.append(_finding("GR003", name, where + " services_privileged",
+        out.append(finding("GR003", name, where + " services_privileged",
                             "services_privileged = %s" % ("true" if services_privileged is not None else "unset (follows privileged)")))
     for key in ("allowed_privileged_images", "allowed_privileged_services"):
         if _as_list(docker.get(key)):
-            out.append(_finding("GR004", name, "%s %s" % (where, key), "%s = %s" % (key, _as_list(docker.get(key)))))
+            out.append(finding("GR004", name, "%s %s" % (where, key), "%s = %s" % (key, _as_list(docker.get(key)))))
     if _as_list(docker.get("cap_add")):
-        out.append(_finding("GR005", name, where + " cap_add", "cap_add = %s" % _as_list(docker.get("cap_add"))))
+        out.append(finding("GR005", name, where + " cap_add", "cap_add = %s" % _as_list(docker.get("cap_add"))))
     drops = set(c.upper() for c in _as_list(docker.get("cap_drop")))
     if "ALL" not in drops:
         missing = [c for c in REQUIRED_CAP_DROP if c not in drops]
         if missing:
-            out.append(_finding("GR006", name, where + " cap_drop", "not dropped: %s" % ", ".join(missing)))
+            out.append(finding("GR006", name, where + " cap_drop", "not dropped: %s" % ", ".join(missing)))
     security_opt = [str(o) for o in _as_list(docker.get("security_opt"))]
     if not any(o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true") for o in security_opt):
-        out.append(_finding("GR007", name, where + " security_opt", "security_opt = %s" % security_opt))
+        out.append(finding("GR007", name, where + " security_opt", "security_opt = %s" % security_opt))
     for key in ("network_mode", "pid_mode", "ipcmode", "userns_mode", "uts_mode", "cgroupns_mode"):
         if str(docker.get(key, "")).lower() == "host":
-            out.append(_finding("GR008", name, "%s %s" % (where, key), '%s = "host"' % key))
+            out.append(finding("GR008", name, "%s %s" % (where, key), '%s = "host"' % key))
     for opt in security_opt:
         if _UNCONFINED.match(opt):
-            out.append(_finding("GR008", name, where + " security_opt", "security_opt contains %s" % opt))
+            out.append(finding("GR008", name, where + " security_opt", "security_opt contains %s" % opt))
     for volume in _as_list(docker.get("volumes")) + _as_list(docker.get("volumes_from")):
         source = _volume_source(volume)
         if source is not None and _SOCKET.search(source):
-            out.append(_finding("GR009", name, where + " volumes", "volume %s" % volume))
+            out.append(finding("GR009", name, where + " volumes", "volume %s" % volume))
         elif source is not None:
-            out.append(_finding("GR010", name, where + " volumes", "volume %s" % volume))
+            out.append(finding("GR010", name, where + " volumes", "volume %s" % volume))
     for key in ("devices", "services_devices", "device_cgroup_rules", "gpus"):
         if docker.get(key):
-            out.append(_finding("GR011", name, "%s %s" % (where, key), "%s is set" % key))
+            out.append(finding("GR011", name, "%s %s" % (where, key), "%s is set" % key))
     pulls = [str(p) for p in _as_list(docker.get("pull_policy")) + _as_list(docker.get("allowed_pull_policies"))]
     if "if-not-present" in pulls:
-        out.append(_finding("GR012", name, where + " pull_policy",
+        out.append(finding("GR012", name, where + " pull_policy",
                             "pull_policy = %s, allowed_pull_policies = %s"
                             % (_as_list(docker.get("pull_policy")), _as_list(docker.get("allowed_pull_policies")))))
     if not _truthy(flags.get("FF_NETWORK_PER_BUILD")) and not docker.get("network_mode"):
-        out.append(_finding("GR016", name, "[runners.feature_flags] FF_NETWORK_PER_BUILD", "not enabled"))
+        out.append(finding("GR016", name, "[runners.feature_flags] FF_NETWORK_PER_BUILD", "not enabled"))
     return out
 
 
@@ -205,26 +204,26 @@ def evaluate_runner(runner):
     flags = runner.get("feature_flags") or {}
     out = []
     if executor == "shell":
-        out.append(_finding("GR001", name, "executor", 'executor = "shell"'))
+        out.append(finding("GR001", name, "executor", 'executor = "shell"'))
     if executor.startswith("docker") or executor == "docker-autoscaler":
         out.extend(_docker_findings(name, runner.get("docker") or {}, flags))
     if executor == "ssh":
         ssh = runner.get("ssh") or {}
         if _truthy(ssh.get("disable_strict_host_key_checking")):
-            out.append(_finding("GR013", name, "[runners.ssh] disable_strict_host_key_checking",
+            out.append(finding("GR013", name, "[runners.ssh] disable_strict_host_key_checking",
                                 "disable_strict_host_key_checking = true"))
     if executor == "docker+machine":
         max_builds = (runner.get("machine") or {}).get("MaxBuilds", 0)
         if max_builds != 1:
-            out.append(_finding("GR014", name, "[runners.machine] MaxBuilds",
+            out.append(finding("GR014", name, "[runners.machine] MaxBuilds",
                                 "MaxBuilds = %s" % (max_builds if max_builds else "0/unset (unlimited)")))
     if executor in ("docker-autoscaler", "instance"):
         max_use = (runner.get("autoscaler") or {}).get("max_use_count", 0)
         if max_use != 1:
-            out.append(_finding("GR014", name, "[runners.autoscaler] max_use_count",
+            out.append(finding("GR014", name, "[runners.autoscaler] max_use_count",
                                 "max_use_count = %s" % (max_use if max_use else "0/unset (unlimited)")))
     if executor and not _truthy(flags.get("FF_ENABLE_JOB_CLEANUP")):
-        out.append(_finding("GR017", name, "[runners.feature_flags] FF_ENABLE_JOB_CLEANUP", "not enabled"))
+        out.append(finding("GR017", name, "[runners.feature_flags] FF_ENABLE_JOB_CLEANUP", "not enabled"))
     return out
 
 
@@ -233,10 +232,10 @@ def evaluate_document(document):
     out = []
     listen = document.get("listen_address")
     if listen and not _LOOPBACK.match(str(listen)):
-        out.append(_finding("GR018", None, "listen_address", "listen_address = %s" % listen))
+        out.append(finding("GR018", None, "listen_address", "listen_address = %s" % listen))
     session = document.get("session_server") or {}
     if session.get("listen_address"):
-        out.append(_finding("GR019", None, "[session_server] listen_address",
+        out.append(finding("GR019", None, "[session_server] listen_address",
                             "listen_address = %s" % session.get("listen_address")))
     for path in unknown_keys(document):
         runner = None
@@ -245,7 +244,7 @@ def evaluate_document(document):
                 runner = str(document["runners"][int(path[1])].get("name", "(unnamed)"))
             except (ValueError, IndexError, TypeError, AttributeError):
                 runner = None
-        out.append(_finding("GR015", runner, format_key_path(path, document), "unrecognized key %r" % path[-1]))
+        out.append(finding("GR015", runner, format_key_path(path, document), "unrecognized key %r" % path[-1]))
     for runner in document.get("runners") or []:
         if hasattr(runner, "get"):
             out.extend(evaluate_runner(runner))

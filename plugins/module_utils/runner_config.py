@@ -29,11 +29,9 @@ RUNNER_MANAGED_FIELDS = ("id", "token_obtained_at", "token_expires_at")
 _DATETIME_FIELDS = ("token_obtained_at", "token_expires_at")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
 
-# Role input keys of a runner that are not config.toml keys.
-_CONTROL_KEYS = ("state", "trusted", "allow_privileged", "allow_capabilities", "allow_host_volumes", "settings")
-# Executor sections copied as given (then checked against the schema).
-_SECTIONS = ("docker", "ssh", "machine", "autoscaler", "cache", "custom_build_dir", "kubernetes", "custom",
-             "virtualbox", "parallels", "feature_flags")
+# Sections copied as given (then checked against the schema); docker, ssh,
+# machine, autoscaler and feature_flags get secure defaults below instead.
+_PASSTHROUGH_SECTIONS = ("cache", "custom_build_dir", "kubernetes", "custom", "virtualbox", "parallels")
 _SCALARS = ("name", "url", "token", "executor", "limit", "request_concurrency", "output_limit", "environment",
             "builds_dir", "cache_dir", "shell", "clone_url")
 
@@ -165,9 +163,7 @@ def _runner_table(runner, defaults, previous):
         table["machine"] = _merge({"MaxBuilds": 1}, runner.get("machine") or {})
     if executor in ("docker-autoscaler", "instance"):
         table["autoscaler"] = _merge({"max_use_count": 1}, runner.get("autoscaler") or {})
-    for section in _SECTIONS:
-        if section in ("docker", "ssh", "machine", "autoscaler", "feature_flags"):
-            continue
+    for section in _PASSTHROUGH_SECTIONS:
         if runner.get(section):
             table[section] = _merge({}, runner[section])
     if flags:
