@@ -25,27 +25,17 @@ Needs docker, the local images and the fixture apt repository
 """
 
 import base64
-import os
 import re
 import secrets
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from runner_hosts import check_prerequisites, disposable_hosts, fixture_repo_url, run_playbook
+from runner_hosts import sh as _sh
 
-CHECKOUT = Path(__file__).resolve().parents[2]
 CONTAINER = "hgr-secrets-debian12"
-IMAGE = "hardened-gitlab-runner/debian:12"
-NETWORK = "hgr-test"
 CONFIG = "/etc/gitlab-runner/config.toml"
 WRITE_TASK = "hardened.gitlab_runner.gitlab_runner : Write config.toml"
-RUN_HOST = [str(CHECKOUT / "tests/images/run-host.sh"), CONTAINER, "12",
-            "--label", "hardened-gitlab-runner.test=no-token-leak"]
-BOOT_TIMEOUT = 90
-PLAYBOOK_TIMEOUT = 900
 URL = "https://gitlab.example.test"
 WEIRD_NAME = "quote\"and'apos\nnewline \\ backslash"
 
@@ -93,41 +83,6 @@ def find_leaks(output, tokens):
     return hits
 
 
-def _sh(*args, check=True, stdin=None, timeout=120):
-    proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError("%s failed (rc=%d): %s%s" % (" ".join(args[:4]), proc.returncode, proc.stdout, proc.stderr))
-    return proc
-
-
-def _ansible_playbook():
-    candidate = Path(sys.executable).parent / "ansible-playbook"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("ansible-playbook")
-    if not found:
-        pytest.fail("ansible-playbook not found next to %s nor on PATH; run `make venv`" % sys.executable)
-    return found
-
-
-def _check_prerequisites():
-    """Fail (never skip) with the command that fixes a missing prerequisite."""
-    if shutil.which("docker") is None:
-        pytest.fail("docker is not installed; this integration test needs it (`make test` sets it up)")
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
-    if info.returncode != 0:
-        pytest.fail("docker does not answer (`docker info` failed: %s)" % info.stderr.strip())
-    if _sh("docker", "image", "inspect", IMAGE, check=False).returncode != 0:
-        pytest.fail("image %s is missing; run `make images`" % IMAGE)
-    fingerprint = CHECKOUT / "tests/fixtures/.build/fingerprint"
-    if not fingerprint.is_file():
-        pytest.fail("%s is missing; run `make fixtures`" % fingerprint)
-    link = CHECKOUT / ".collections/ansible_collections/hardened/gitlab_runner"
-    if not (link / "roles/gitlab_runner/tasks/main.yml").is_file():
-        pytest.fail("%s does not point at the checkout; run `make link`" % link)
-    return fingerprint.read_text().strip()
-
-
 class Host:
     """The test container plus a scratch directory holding inventory and outputs."""
 
@@ -157,26 +112,9 @@ class Host:
     def converge(self, label, runners, *args):
         """Run the role with ``runners`` at -vvv --diff; return (rc, whole output)."""
         self.host_vars.write_text(yaml.safe_dump({"gitlab_runner_runners": runners}, allow_unicode=True))
-        log = self.workdir / ("%s.ansible.log" % label)
-        env = dict(os.environ)
-        env.update({
-            "ANSIBLE_COLLECTIONS_PATH": str(CHECKOUT / ".collections"),
-            "ANSIBLE_CONFIG": str(CHECKOUT / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            # Ansible's own log file is output too; it is searched as well.
-            "ANSIBLE_LOG_PATH": str(log),
-            "PYTHONUNBUFFERED": "1",
-        })
-        cmd = [_ansible_playbook(), "-i", str(self.inventory), str(self.playbook), "-vvv", "--diff", *args]
-        proc = subprocess.run(cmd, cwd=str(self.workdir), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=PLAYBOOK_TIMEOUT)
-        output = proc.stdout
-        if log.exists():
-            output += "\n" + log.read_text(errors="replace")
-        # Kept for whoever debugs a failure (the tokens are fake).
-        (self.workdir / ("%s.out" % label)).write_text(output)
-        return proc.returncode, output
+        # The output includes Ansible's own log file, so that is searched as well;
+        # it is kept as <label>.out for whoever debugs a failure (the tokens are fake).
+        return run_playbook(self.workdir, label, "-i", str(self.inventory), str(self.playbook), "-vvv", "--diff", *args)
 
     def exec(self, *args, opts=(), **kwargs):
         return _sh("docker", "exec", *opts, CONTAINER, *args, **kwargs)
@@ -215,17 +153,11 @@ def _task_result(output, task):
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    fingerprint = _check_prerequisites()
-    _sh(str(CHECKOUT / "tests/fixtures/serve.sh"), "start", timeout=180)
-    repo_url = _sh(str(CHECKOUT / "tests/fixtures/serve.sh"), "url").stdout.strip()
+    fingerprint = check_prerequisites("12")
+    repo_url = fixture_repo_url()
     # The name belongs to this test: a container left by an interrupted run goes.
-    _sh("docker", "rm", "-f", CONTAINER, check=False)
-    try:
-        # Starts the container and waits for systemd (exits non-zero otherwise).
-        _sh(*RUN_HOST, timeout=BOOT_TIMEOUT + 60)
+    with disposable_hosts({CONTAINER: "12"}, "no-token-leak"):
         yield Host(tmp_path_factory.mktemp("no-token-leak"), repo_url, fingerprint)
-    finally:
-        _sh("docker", "rm", "-f", CONTAINER, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,117 @@
+"""Helpers shared by the integration tests (not a test module itself).
+
+Prerequisite checks that fail (never skip) with the command that fixes them,
+disposable systemd runner hosts started with ``tests/images/run-host.sh`` on
+the ``hgr-test`` network, and ``ansible-playbook`` runs against them with the
+checkout's collection and ``ansible.cfg``.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+IMAGE_PREFIX = "hardened-gitlab-runner/debian"
+BOOT_TIMEOUT = 90
+PLAYBOOK_TIMEOUT = 900
+PACKAGE_DIR = CHECKOUT / "tests/fixtures/.build/debs"
+
+
+def sh(*args, check=True, stdin=None, timeout=120):
+    proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (rc=%d): %s%s" % (" ".join(args[:4]), proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def ansible_playbook():
+    candidate = Path(sys.executable).parent / "ansible-playbook"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("ansible-playbook")
+    if not found:
+        pytest.fail("ansible-playbook not found next to %s nor on PATH; run `make venv`" % sys.executable)
+    return found
+
+
+def check_prerequisites(*releases):
+    """Fail with the fixing command if docker, an image of ``releases``, the fixtures or the link are missing.
+
+    Returns the fixture repository key's fingerprint.
+    """
+    if shutil.which("docker") is None:
+        pytest.fail("docker is not installed; this integration test needs it (`make test` sets it up)")
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if info.returncode != 0:
+        pytest.fail("docker does not answer (`docker info` failed: %s)" % info.stderr.strip())
+    for release in releases:
+        image = "%s:%s" % (IMAGE_PREFIX, release)
+        if sh("docker", "image", "inspect", image, check=False).returncode != 0:
+            pytest.fail("image %s is missing; run `make images`" % image)
+    fingerprint = CHECKOUT / "tests/fixtures/.build/fingerprint"
+    if not fingerprint.is_file():
+        pytest.fail("%s is missing; run `make fixtures`" % fingerprint)
+    link = CHECKOUT / ".collections/ansible_collections/hardened/gitlab_runner"
+    if not (link / "roles/gitlab_runner/tasks/main.yml").is_file():
+        pytest.fail("%s does not point at the checkout; run `make link`" % link)
+    return fingerprint.read_text().strip()
+
+
+def fixture_repo_url():
+    """Start (or keep) the stand-in package repository; return its gitlab_runner_repo_url."""
+    serve = str(CHECKOUT / "tests/fixtures/serve.sh")
+    sh(serve, "start", timeout=180)
+    return sh(serve, "url").stdout.strip()
+
+
+@contextmanager
+def disposable_hosts(hosts, label):
+    """Start the systemd hosts ``{name: release}`` side by side; remove them afterwards, whatever happens.
+
+    A container left under one of these names by an interrupted run is replaced.
+    """
+    for name in hosts:
+        sh("docker", "rm", "-f", name, check=False)
+    try:
+        starting = {
+            name: subprocess.Popen(
+                [str(CHECKOUT / "tests/images/run-host.sh"), name, release, "--label", "hardened-gitlab-runner.test=" + label],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name, release in hosts.items()}
+        for name, proc in starting.items():
+            output, _ = proc.communicate(timeout=BOOT_TIMEOUT + 60)
+            assert proc.returncode == 0, "starting %s failed (rc=%d): %s" % (name, proc.returncode, output)
+        yield
+    finally:
+        for name in hosts:
+            sh("docker", "rm", "-f", name, check=False)
+
+
+def run_playbook(workdir, label, *args):
+    """Run ``ansible-playbook *args`` in ``workdir``; return (rc, whole output).
+
+    The output includes Ansible's own log file and is kept as ``<label>.out``
+    in ``workdir`` for whoever debugs a failure.
+    """
+    log = workdir / ("%s.ansible.log" % label)
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": str(CHECKOUT / ".collections"),
+        "ANSIBLE_CONFIG": str(CHECKOUT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_LOG_PATH": str(log),
+        "PYTHONUNBUFFERED": "1",
+    })
+    proc = subprocess.run([ansible_playbook(), *args], cwd=str(workdir), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=PLAYBOOK_TIMEOUT)
+    output = proc.stdout
+    if log.exists():
+        output += "\n" + log.read_text(errors="replace")
+    (workdir / ("%s.out" % label)).write_text(output)
+    return proc.returncode, output
