@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
     CATALOG,
+    DOCKER_EXECUTORS,
     REQUIRED_CAP_DROP,
-    evaluate_document,
+    SSH_SECTION_EXECUTORS,
+    evaluate_document_by_runner,
 )
 
 # Fields GitLab Runner writes back into its [[runners]] entries; kept so the
@@ -29,11 +31,19 @@ RUNNER_MANAGED_FIELDS = ("id", "token_obtained_at", "token_expires_at")
 _DATETIME_FIELDS = ("token_obtained_at", "token_expires_at")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
 
-# Sections copied as given (then checked against the schema); docker, ssh,
-# machine, autoscaler and feature_flags get secure defaults below instead.
-_PASSTHROUGH_SECTIONS = ("cache", "custom_build_dir", "kubernetes", "custom", "virtualbox", "parallels")
+# Sections copied as given (then checked against the schema); docker,
+# kubernetes, ssh, machine, autoscaler and feature_flags get secure defaults
+# below instead. Every one of them is also an option of a runner in the role's
+# argument spec (tests/unit checks the two agree).
+_PASSTHROUGH_SECTIONS = ("cache", "custom_build_dir", "custom", "virtualbox", "parallels")
+_DEFAULTED_SECTIONS = ("docker", "kubernetes", "ssh", "machine", "autoscaler", "feature_flags")
+EXECUTOR_SECTIONS = _DEFAULTED_SECTIONS + _PASSTHROUGH_SECTIONS
 _SCALARS = ("name", "url", "token", "executor", "limit", "request_concurrency", "output_limit", "environment",
             "builds_dir", "cache_dir", "shell", "clone_url")
+# Keys the role writes from a runner's own input. `settings` may not set them,
+# in any spelling (GitLab Runner matches keys case-insensitively): a runner
+# that could rename itself there could take another runner's acknowledgement.
+_MANAGED_KEYS = frozenset(k.casefold() for k in _SCALARS + RUNNER_MANAGED_FIELDS + EXECUTOR_SECTIONS)
 
 EXECUTORS = ("shell", "docker", "docker-windows", "docker+machine", "docker-autoscaler", "instance", "ssh",
              "kubernetes", "custom", "virtualbox", "parallels")
@@ -89,6 +99,13 @@ def _check_runner_input(index, runner, seen):
         raise ConfigError('runner "%s": url must be an http(s) URL of the GitLab instance' % name)
     if runner["executor"] not in EXECUTORS:
         raise ConfigError('runner "%s": executor must be one of %s' % (name, ", ".join(EXECUTORS)))
+    settings = runner.get("settings") or {}
+    if not isinstance(settings, Mapping):
+        raise ConfigError('runner "%s": settings must be a mapping of [[runners]] keys' % name)
+    clash = sorted(str(k) for k in settings if str(k).casefold() in _MANAGED_KEYS)
+    if clash:
+        raise ConfigError('runner "%s": settings may not set %s; the role writes these from the runner\'s own '
+                          'keys (name, token, executor, docker, kubernetes, ...)' % (name, ", ".join(clash)))
 
 
 def build_document(settings, runners, defaults, existing=None):
@@ -129,6 +146,16 @@ def build_document(settings, runners, defaults, existing=None):
     return doc
 
 
+def _required_drops(section, extra):
+    """The section's cap_drop with the required drops (and ``extra``) added back."""
+    drops = [str(c).upper() for c in section.get("cap_drop") or []]
+    if "ALL" not in drops:
+        for cap in list(REQUIRED_CAP_DROP) + [str(c).upper() for c in extra or []]:
+            if cap not in drops and "CAP_" + cap not in drops:
+                drops.append(cap)
+    return drops
+
+
 def _runner_table(runner, defaults, previous):
     executor = runner["executor"]
     table = {}
@@ -143,29 +170,33 @@ def _runner_table(runner, defaults, previous):
         table.setdefault(key, copy.deepcopy(value))
     table = _merge(table, runner.get("settings") or {})
 
-    if executor.startswith("docker") or executor in ("instance",):
-        docker = _merge(defaults.get("docker") or {}, runner.get("docker") or {})
+    def section(key, secure):
+        """Secure defaults, then gitlab_runner_runner_defaults' section, then the runner's own."""
+        return _merge(_merge(secure or {}, table.get(key) or {}), runner.get(key) or {})
+
+    flag_defaults = dict(defaults.get("feature_flags") or {})
+    if executor in DOCKER_EXECUTORS:
+        docker = section("docker", defaults.get("docker"))
         # The required drops cannot be switched off by overriding the list;
         # extra capabilities need cap_add, which needs an acknowledgement.
-        drops = [str(c).upper() for c in docker.get("cap_drop") or []]
-        for cap in list(REQUIRED_CAP_DROP) + [str(c).upper() for c in defaults.get("cap_drop_extra") or []]:
-            if cap not in drops and "ALL" not in drops:
-                drops.append(cap)
-        docker["cap_drop"] = drops
+        docker["cap_drop"] = _required_drops(docker, defaults.get("cap_drop_extra"))
         table["docker"] = docker
-        flags = _merge(defaults.get("feature_flags") or {}, runner.get("feature_flags") or {})
     else:
-        flags = _merge(dict((k, v) for k, v in (defaults.get("feature_flags") or {}).items()
-                                   if k != "FF_NETWORK_PER_BUILD"), runner.get("feature_flags") or {})
-    if executor == "ssh":
-        table["ssh"] = _merge({"disable_strict_host_key_checking": False}, runner.get("ssh") or {})
+        flag_defaults.pop("FF_NETWORK_PER_BUILD", None)
+    if executor == "kubernetes":
+        kubernetes = section("kubernetes", defaults.get("kubernetes"))
+        kubernetes["cap_drop"] = _required_drops(kubernetes, ())
+        table["kubernetes"] = kubernetes
+    if executor in SSH_SECTION_EXECUTORS:
+        table["ssh"] = section("ssh", {"disable_strict_host_key_checking": False})
     if executor == "docker+machine":
-        table["machine"] = _merge({"MaxBuilds": 1}, runner.get("machine") or {})
+        table["machine"] = section("machine", {"MaxBuilds": 1})
     if executor in ("docker-autoscaler", "instance"):
-        table["autoscaler"] = _merge({"max_use_count": 1}, runner.get("autoscaler") or {})
-    for section in _PASSTHROUGH_SECTIONS:
-        if runner.get(section):
-            table[section] = _merge({}, runner[section])
+        table["autoscaler"] = section("autoscaler", {"max_use_count": 1})
+    for key in _PASSTHROUGH_SECTIONS:
+        if runner.get(key) or table.get(key):
+            table[key] = section(key, {})
+    flags = section("feature_flags", flag_defaults)
     if flags:
         table["feature_flags"] = flags
     return table
@@ -200,28 +231,30 @@ def _describe(finding):
 def gate(document, runners):
     """Split the document's findings into refusals, warnings and acknowledgements.
 
-    Returns {"refusals": [str], "warnings": [str], "acknowledged": [dict],
-    "findings": [dict]}; none of it contains a token.
+    A runner's finding is judged against the acknowledgements of the input
+    entry that produced it (by position, never by name), and each accepted
+    finding is recorded with its exact setting and evidence, so the audit can
+    tell when the setting changed since. Returns {"refusals": [str],
+    "warnings": [str], "acknowledged": [dict], "findings": [dict]}; none of it
+    contains a token.
     """
-    inputs = {}
-    for runner in _plain(runners or []):
-        if isinstance(runner, Mapping) and runner.get("state", "present") != "absent":
-            inputs[runner.get("name")] = runner
+    inputs = [runner for runner in _plain(runners or [])
+              if isinstance(runner, Mapping) and runner.get("state", "present") != "absent"]
     result = dict((("refusals", []), ("warnings", []), ("acknowledged", []), ("findings", [])))
-    for finding in evaluate_document(document):
+    for index, finding in evaluate_document_by_runner(document):
         result["findings"].append(finding)
         policy = CATALOG[finding["id"]]
         if policy.enforcement != "refuse":
             result["warnings"].append(_describe(finding))
             continue
-        accepted, unlock = _acknowledgement(policy.ack, inputs.get(finding["runner"]))
+        runner_input = inputs[index] if index is not None and index < len(inputs) else {}
+        accepted, unlock = _acknowledgement(policy.ack, runner_input)
         if accepted:
-            runner_input = inputs.get(finding["runner"]) or {}
             ack_value = runner_input.get(policy.ack)
             reason = ack_value.get("reason") if isinstance(ack_value, Mapping) else "trusted runner"
             result["acknowledged"].append(dict((
                 ("runner", finding["runner"]), ("id", finding["id"]), ("setting", finding["setting"]),
-                ("ack", policy.ack), ("reason", reason))))
+                ("evidence", finding["evidence"]), ("ack", policy.ack), ("reason", reason))))
             result["warnings"].append("ACKNOWLEDGED " + _describe(finding) + " reason: " + str(reason))
         else:
             result["refusals"].append("REFUSED " + _describe(finding) + " " + unlock)

@@ -45,14 +45,26 @@ options:
         so a short salt (a few characters) can mask parts of the returned hashes.
     type: str
     default: ''
+  acknowledged:
+    description:
+      - The exceptions the controller accepts for this host, as the role's gate computes them from
+        the inventory (a list of C(runner), C(id), C(setting), C(evidence) and C(reason) entries;
+        C(playbooks/audit.yml) passes them).
+      - A finding is reported at severity C(info), with the reason and its original severity in its
+        evidence, only when an entry has its runner, policy, setting and evidence exactly, the policy
+        can be acknowledged at all, and no other runner in the file has the same name. A setting
+        changed since it was accepted is reported at full severity.
+      - Unset or empty, nothing is accepted.
+    type: list
+    elements: dict
   acknowledgements_path:
     description:
-      - JSON file of exceptions accepted on purpose, as written by the C(hardened.gitlab_runner.gitlab_runner)
-        role (a JSON object whose C(acknowledged) list holds C(runner), C(id) and C(reason) entries).
-        A matching finding is reported at severity
-        C(info) with the reason and its original severity in its evidence.
+      - JSON file of exceptions as written by the C(hardened.gitlab_runner.gitlab_runner) role
+        (an object whose C(acknowledged) list holds C(runner), C(id) and C(reason) entries).
+      - It lives on the audited host, so it is never trusted. An entry that O(acknowledged) does
+        not declare only adds a note to the finding; the finding keeps its severity.
       - Defaults to C(hardened-acknowledgements.json) next to O(path); a missing or unreadable file
-        means no exceptions.
+        means no notes.
     type: path
   max_size:
     description:
@@ -399,6 +411,8 @@ def evaluate(document, path):
             if not isinstance(runner, Mapping):
                 findings.append(_file_finding(
                     path, "runners[%d] is of type %s, not a table; it was not checked" % (index, _type_name(runner))))
+    typed = type_findings(shaped, runners)
+    findings.extend(typed)
     try:
         findings.extend(evaluate_document(shaped))
         return findings, runners
@@ -420,7 +434,53 @@ def evaluate(document, path):
             # Placeholders in front keep the runner's real index in key paths.
             lambda table, index=index: {"runners": [None] * index + [table]},
             _text_or_none(name) if name is not None else "(unnamed)", "runners[%d]." % index, path))
-    return findings, runners
+    # A value both checks found to be of the wrong type is reported once.
+    seen = set()
+    unique = []
+    for item in findings:
+        key = (item["id"], item["setting"]) if item["id"] == "GR023" else None
+        if key is None or key not in seen:
+            unique.append(item)
+            seen.add(key)
+    return unique, runners
+
+
+# Values GitLab Runner's decoder can only load as a table or as an array; any
+# other type makes the runner refuse the whole file. The policy checks read such
+# values leniently, so the type is checked here, explicitly.
+_RUNNER_TABLES = ("docker", "kubernetes", "ssh", "machine", "autoscaler", "feature_flags", "cache",
+                  "custom_build_dir", "custom", "virtualbox", "parallels", "instance", "referees", "monitoring",
+                  "artifact", "experimental")
+_DOCKER_ARRAYS = ("cap_add", "cap_drop", "security_opt", "services_security_opt", "volumes", "volumes_from",
+                  "devices", "device_cgroup_rules", "allowed_images", "allowed_services", "allowed_privileged_images",
+                  "allowed_privileged_services", "allowed_pull_policies", "dns", "dns_search", "extra_hosts",
+                  "links", "group_add", "allowed_users")
+_KUBERNETES_ARRAYS = ("cap_add", "cap_drop", "allowed_pull_policies", "allowed_images", "allowed_services",
+                      "allowed_users", "allowed_groups", "image_pull_secrets", "pod_spec")
+
+
+def type_findings(document, runners):
+    """GR023 for each value whose type GitLab Runner cannot load (tables and arrays only)."""
+    out = []
+
+    def check(value, wanted, runner, setting):
+        if value is not None and not isinstance(value, wanted):
+            out.append(finding("GR023", runner, _clip(setting), "value of an unexpected type (%s) that GitLab Runner "
+                               "cannot load; the other settings were checked without it" % _type_name(value)))
+
+    check(document.get("session_server"), Mapping, None, "session_server")
+    for index, runner in enumerate(runners):
+        if not isinstance(runner, Mapping):
+            continue
+        name = _text_or_none(runner.get("name")) or "(unnamed)"
+        for key in _RUNNER_TABLES:
+            check(runner.get(key), Mapping, name, "runners[%d].%s" % (index, key))
+        for section, keys in (("docker", _DOCKER_ARRAYS), ("kubernetes", _KUBERNETES_ARRAYS)):
+            table = runner.get(section)
+            if isinstance(table, Mapping):
+                for key in keys:
+                    check(table.get(key), list, name, "runners[%d].%s.%s" % (index, section, key))
+    return out
 
 
 def _fails(document):
@@ -481,6 +541,7 @@ def run_module():
             system_id_path=dict(type="path"),
             salt=dict(type="str", default="", no_log=True),
             max_size=dict(type="int", default=1048576),
+            acknowledged=dict(type="list", elements="dict"),
             acknowledgements_path=dict(type="path"),
         ),
         supports_check_mode=True,
@@ -515,7 +576,9 @@ def run_module():
             findings, runners = evaluate(document, path)
             ack_path = module.params["acknowledgements_path"] or os.path.join(
                 os.path.dirname(path), "hardened-acknowledgements.json")
-            result["findings"].extend(apply_acknowledgements(findings, read_acknowledgements(module, ack_path)))
+            names = [runner.get("name") for runner in runners if isinstance(runner, Mapping)]
+            result["findings"].extend(apply_acknowledgements(
+                findings, module.params["acknowledged"], read_acknowledgements(module, ack_path), names))
             result["runners"] = runner_summaries(runners, salt)
     except Exception as exc:
         # No document content in the message: only the exception type and its

@@ -35,6 +35,7 @@ def _role_defaults():
     }
     defaults = {
         "docker": data["gitlab_runner_docker_defaults"],
+        "kubernetes": data["gitlab_runner_kubernetes_defaults"],
         "feature_flags": data["gitlab_runner_feature_flags"],
         "runner": data["gitlab_runner_runner_defaults"],
         "cap_drop_extra": data["gitlab_runner_docker_cap_drop_extra"],
