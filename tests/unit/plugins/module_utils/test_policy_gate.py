@@ -278,3 +278,19 @@ def test_the_role_template_itself_renders_recognized_keys_only():
         ansible_managed="Ansible managed", gitlab_runner_runners=everything,
         __gitlab_runner_settings=settings, __gitlab_runner_defaults=DEFAULTS, __gitlab_runner_existing={})
     assert again == text
+
+
+def test_argument_spec_and_document_builder_agree_on_runner_keys():
+    """Every executor section the builder writes is a runner option of the argument
+    spec, and every runner option is something the builder or the gate reads."""
+    from ansible_collections.hardened.gitlab_runner.plugins.module_utils import runner_config
+
+    with open(os.path.join(ROLE, "meta", "argument_specs.yml")) as handle:
+        spec = yaml.safe_load(handle)
+    options = spec["argument_specs"]["main"]["options"]["gitlab_runner_runners"]["options"]
+    acknowledgements = {p.ack for p in CATALOG.values() if p.ack}
+    built = set(runner_config.EXECUTOR_SECTIONS) | set(runner_config._SCALARS) | {"state", "settings"}
+    assert set(runner_config.EXECUTOR_SECTIONS) <= set(options)
+    assert acknowledgements <= set(options)
+    assert set(options) == built | acknowledgements
+    assert set(options["executor"]["choices"]) == set(runner_config.EXECUTORS)
