@@ -40,6 +40,7 @@ Policy = namedtuple("Policy", "id severity title guidance ack enforcement")
 
 _SEC = "GitLab Runner docs, Security of running jobs"
 _K8S = "GitLab Runner docs, Kubernetes executor (security contexts, volumes, pod spec)"
+_CIS = "CIS Docker Benchmark"
 
 _POLICIES = (
     Policy("GR001", "high", "Shell executor runs jobs with the runner host's permissions",
@@ -106,6 +107,29 @@ _POLICIES = (
            _K8S + " (pod_spec)", "allow_privileged", "refuse"),
     Policy("GR032", "high", "Jobs may pick their Kubernetes namespace, service account or API token, or get the token mounted",
            _K8S + " (overwrite settings)", "trusted", "refuse"),
+    # The Docker engine under docker-executor jobs (docker_daemon_audit).
+    # Item numbers are those of CIS Docker Benchmark v1.6.0.
+    Policy("GR033", "high", "Docker daemon does not default containers to no-new-privileges",
+           _CIS + " 2.14; " + _SEC + ": Usage of Docker executor "
+           "(the daemon default is the only one that also reaches service containers)", None, "audit"),
+    Policy("GR034", "medium", "Containers on Docker's default bridge can reach each other (icc on)",
+           _CIS + " 2.2", None, "audit"),
+    Policy("GR035", "low", "Docker live-restore is off (restarting dockerd stops every job container)",
+           _CIS + " 2.15", None, "audit"),
+    Policy("GR036", "low", "Docker userland-proxy is on",
+           _CIS + " 2.16", None, "audit"),
+    Policy("GR037", "low", "Container logs are not rotated (json-file log driver without max-size)",
+           "Docker docs, JSON File logging driver (max-size, max-file); no CIS Docker Benchmark item", None, "audit"),
+    Policy("GR038", "high", "Docker socket is open to others than root and the docker group",
+           _CIS + " 3.15, 3.16", None, "audit"),
+    Policy("GR039", "high", "Users other than root are in the docker group (root-equivalent)",
+           _CIS + " 1.1.2; " + _SEC + ": Systems with Docker installed", None, "audit"),
+    Policy("GR040", "critical", "Docker API listens on TCP without TLS client verification",
+           _CIS + " 2.7; Docker docs, Protect the Docker daemon socket", None, "audit"),
+    Policy("GR041", "low", "Docker user namespace remapping is off (optional: it has trade-offs)",
+           _CIS + " 2.9; Docker docs, Isolate containers with a user namespace", None, "audit"),
+    Policy("GR042", "high", "Docker daemon cannot be reached, its effective settings are unknown",
+           _CIS + " section 2 (daemon configuration) cannot be checked", None, "audit"),
 )
 
 CATALOG = dict((p.id, p) for p in _POLICIES)
