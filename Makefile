@@ -9,7 +9,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 # Molecule scenarios, in the order they run.
-SCENARIOS ?= default install_errors config_gate audit
+SCENARIOS ?= default install_errors config_gate audit docker_executor
 
 .PHONY: help deps venv link images fixtures demo demo-clean test lint unit molecule integration bench clean
 
@@ -65,8 +65,11 @@ integration: venv link fixtures
 bench: venv link fixtures
 	python benchmarks/runners_scale.py
 
+# docker_executor's runner hosts keep their own Docker engine's data on named
+# volumes, which Molecule's destroy leaves behind: removed after each run.
 molecule: venv link fixtures
 	@for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; molecule test -s $$s; done
+	@docker volume rm -f hgr-dockerexec-debian12-lib hgr-dockerexec-debian13-lib >/dev/null
 
 clean: demo-clean
 	@tests/fixtures/serve.sh stop || true

@@ -12,7 +12,12 @@ state_dir=.cache/demo
 mkdir -p "$state_dir"
 
 echo "demo: starting disposable runner host $name (Debian $release)"
-tests/images/run-host.sh "$name" "$release" --label hardened-gitlab-runner.demo=true
+# The demo runner has the docker executor, so site.yml also sets up the Docker
+# engine in the host. Its hardened daemon.json turns userland-proxy off, for
+# which dockerd needs route_localnet on its bridges: /proc/sys is read-only in
+# the container, so new interfaces inherit it from here instead.
+tests/images/run-host.sh "$name" "$release" --label hardened-gitlab-runner.demo=true \
+  --sysctl net.ipv4.conf.default.route_localnet=1
 
 cat > "$state_dir/inventory.yml" <<INV
 ---
