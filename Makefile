@@ -66,10 +66,12 @@ bench: venv link fixtures
 	python benchmarks/runners_scale.py
 
 # docker_executor's runner hosts keep their own Docker engine's data on named
-# volumes, which Molecule's destroy leaves behind: removed after each run.
+# volumes, which Molecule's destroy leaves behind: removed before and after.
+DIND_VOLUMES := hgr-dockerexec-debian12-lib hgr-dockerexec-debian13-lib
 molecule: venv link fixtures
+	@docker volume rm -f $(DIND_VOLUMES) >/dev/null
 	@for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; molecule test -s $$s; done
-	@docker volume rm -f hgr-dockerexec-debian12-lib hgr-dockerexec-debian13-lib >/dev/null
+	@docker volume rm -f $(DIND_VOLUMES) >/dev/null
 
 clean: demo-clean
 	@tests/fixtures/serve.sh stop || true

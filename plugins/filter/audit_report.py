@@ -52,6 +52,7 @@ _MIN_REDACT = 16
 _MODULE_LABELS = {
     "config": "runner_config_audit",
     "host": "runner_host_audit",
+    "docker": "docker_daemon_audit",
 }
 # Characters XML 1.0 cannot carry (even escaped), plus lone surrogates.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
