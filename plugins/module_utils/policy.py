@@ -130,6 +130,13 @@ _POLICIES = (
            _CIS + " 2.9; Docker docs, Isolate containers with a user namespace", None, "audit"),
     Policy("GR042", "high", "Docker daemon cannot be reached, its effective settings are unknown",
            _CIS + " section 2 (daemon configuration) cannot be checked", None, "audit"),
+    # Network segmentation, proven with real connection attempts (network_isolation_probe).
+    Policy("GR043", "critical", "Jobs can reach a cloud metadata endpoint",
+           _SEC + ": Network segmentation; GitLab Runner docs, Security for self-managed runners", None, "audit"),
+    Policy("GR044", "high", "Jobs can reach another runner host or a blocked private range",
+           _SEC + ": Network segmentation; GitLab Runner docs, Security for self-managed runners", None, "audit"),
+    Policy("GR045", "medium", "Jobs cannot reach the GitLab instance or DNS (positive control failed)",
+           _SEC + ": Network segmentation (the probe cannot prove a block without it)", None, "audit"),
 )
 
 CATALOG = dict((p.id, p) for p in _POLICIES)
