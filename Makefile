@@ -9,7 +9,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 # Molecule scenarios, in the order they run.
-SCENARIOS ?= default install_errors config_gate audit docker_executor
+SCENARIOS ?= default install_errors config_gate audit docker_executor network
 
 .PHONY: help deps venv link images fixtures demo demo-clean test lint unit molecule integration bench clean
 
@@ -65,9 +65,9 @@ integration: venv link fixtures
 bench: venv link fixtures
 	python benchmarks/runners_scale.py
 
-# docker_executor's runner hosts keep their own Docker engine's data on named
-# volumes, which Molecule's destroy leaves behind: removed before and after.
-DIND_VOLUMES := hgr-dockerexec-debian12-lib hgr-dockerexec-debian13-lib
+# docker_executor's and network's runner hosts keep their own Docker engine's
+# data on named volumes, which Molecule's destroy leaves behind: removed before and after.
+DIND_VOLUMES := hgr-dockerexec-debian12-lib hgr-dockerexec-debian13-lib hgr-network-debian12-lib hgr-network-debian13-lib
 molecule: venv link fixtures
 	@docker volume rm -f $(DIND_VOLUMES) >/dev/null
 	@for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; molecule test -s $$s; done
