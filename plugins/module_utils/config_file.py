@@ -1,7 +1,7 @@
 """Careful reading of a runner host's ``config.toml`` for the modules that act on it.
 
-The same rules as ``runner_config_audit`` (which keeps its own copy, as it
-reports each problem as a GR023 finding instead of an exception): a bounded
+Shared by ``runner_config_audit`` (which reports each problem as a GR023
+finding) and ``runner_job_probe``: a bounded
 read of a regular file opened without blocking and checked on the descriptor,
 UTF-8 only, no NUL bytes, a byte order mark ignored, and TOML errors reported
 with line and column but never with the file's content. ``secret_values``
@@ -11,6 +11,7 @@ lists the token-like values a caller registers as no_log.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 
@@ -33,7 +34,22 @@ SECRET_KEYS = frozenset((
 
 
 class ConfigFileError(Exception):
-    """The file cannot be used; the message says why, without its content."""
+    """The file cannot be used; the message says why, without its content
+    (runner_config_audit reports it as the GR023 evidence)."""
+
+
+# GitLab token shapes, masked in any message as a last resort.
+TOKEN_PATTERN = re.compile(r"(glrt-|glrtr-|glcbt-|glpat-|GR1348941)[A-Za-z0-9_.\-]*")
+MESSAGE_LIMIT = 200
+
+
+def clip(text, limit=MESSAGE_LIMIT):
+    """``text`` on one line, at most ``limit`` characters, token shapes masked."""
+    text = TOKEN_PATTERN.sub("<redacted>", str(text))
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return text
 
 
 def _os_error_text(exc):
@@ -41,23 +57,34 @@ def _os_error_text(exc):
         return "no such file"
     if isinstance(exc, PermissionError):
         return "permission denied"
+    if isinstance(exc, NotADirectoryError):
+        return "a parent of the path is not a directory"
     return "cannot be read: %s" % (exc.strerror or type(exc).__name__)
 
 
 def read_config(path, max_size=DEFAULT_MAX_SIZE):
-    """The text of ``path``; raise ConfigFileError with the reason otherwise."""
+    """Return the text of ``path``; raise ConfigFileError with the reason otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigFileError(_os_error_text(exc))
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigFileError("is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigFileError("is not a regular file")
+    if st.st_size > max_size:
+        raise ConfigFileError("%d bytes, larger than max_size (%d bytes)" % (st.st_size, max_size))
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
     except OSError as exc:
         raise ConfigFileError(_os_error_text(exc))
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigFileError("is a directory, not a file")
-        if not stat.S_ISREG(st.st_mode):
+        # The path may have been replaced since os.stat().
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ConfigFileError("is not a regular file")
-        chunks, remaining = [], max_size + 1
+        chunks = []
+        remaining = max_size + 1
         while remaining > 0:
             chunk = os.read(fd, min(remaining, 65536))
             if not chunk:
@@ -70,14 +97,16 @@ def read_config(path, max_size=DEFAULT_MAX_SIZE):
         os.close(fd)
     data = b"".join(chunks)
     if len(data) > max_size:
-        raise ConfigFileError("larger than %d bytes" % max_size)
+        raise ConfigFileError("larger than max_size (%d bytes)" % max_size)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigFileError("not UTF-8 text (invalid byte at offset %d)" % exc.start)
     if "\x00" in text:
         raise ConfigFileError("contains NUL bytes (binary data, not TOML text)")
-    return text[1:] if text.startswith("\ufeff") else text
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
 
 
 def parse_config(text):
@@ -87,11 +116,13 @@ def parse_config(text):
     try:
         document = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
+        # The parsers' messages give line and column, never content.
         message = exc.msg if isinstance(getattr(exc, "msg", None), str) else str(exc)
         lineno = getattr(exc, "lineno", None)
+        colno = getattr(exc, "colno", None)
         if isinstance(lineno, int) and "line" not in message:
-            message = "%s (at line %d, column %s)" % (message, lineno, getattr(exc, "colno", None))
-        raise ConfigFileError("not valid TOML: %s" % " ".join(message.split())[:200])
+            message = "%s (at line %d, column %s)" % (message, lineno, colno)
+        raise ConfigFileError("not valid TOML: %s" % clip(message))
     except (RecursionError, MemoryError, ValueError, TypeError) as exc:
         raise ConfigFileError("not valid TOML: the parser gave up (%s)" % type(exc).__name__)
     return document

@@ -200,7 +200,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 import traceback
 from collections.abc import Mapping
 
@@ -217,6 +216,13 @@ except ImportError:  # Python < 3.11
         _toml = None
         TOML_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.config_file import (
+    ConfigFileError,
+    clip as _clip,
+    parse_config,
+    read_config,
+    secret_values,
+)
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.files import read_head
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
     apply_acknowledgements,
@@ -225,128 +231,15 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
 )
 
 CONFIG_SETTING = "config.toml"
-MESSAGE_LIMIT = 200
 ACK_LIMIT = 65536
 SYSTEM_ID_LIMIT = 4096
-
-# Keys whose string values are secrets (compared case-insensitively).
-_SECRET_KEYS = frozenset((
-    "token", "password", "secretkey", "accesskey", "sessiontoken", "privatekey",
-    "accountkey", "bearer_token", "sentry_dsn",
-))
-# GitLab token shapes, masked in any message as a last resort.
-_TOKEN_PATTERN = re.compile(r"(glrt-|glrtr-|glcbt-|glpat-|GR1348941)[A-Za-z0-9_.\-]*")
-
-
-class ConfigFileError(Exception):
-    """The file cannot be audited; the message is the GR023 evidence."""
-
 
 def salted_hash(salt, value):
     return hashlib.sha256((salt + value).encode("utf-8")).hexdigest()
 
 
-def _clip(text, limit=MESSAGE_LIMIT):
-    text = _TOKEN_PATTERN.sub("<redacted>", str(text))
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[:limit - 3] + "..."
-    return text
-
-
 def _file_finding(path, evidence):
     return finding("GR023", None, path, evidence)
-
-
-def _os_error_text(exc):
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, NotADirectoryError):
-        return "a parent of the path is not a directory"
-    return "cannot be read: %s" % (exc.strerror or type(exc).__name__)
-
-
-def read_config(path, max_size):
-    """Return the text of ``path``; raise ConfigFileError with the reason otherwise."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise ConfigFileError(_os_error_text(exc))
-    if stat.S_ISDIR(st.st_mode):
-        raise ConfigFileError("is a directory, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigFileError("is not a regular file")
-    if st.st_size > max_size:
-        raise ConfigFileError("%d bytes, larger than max_size (%d bytes)" % (st.st_size, max_size))
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ConfigFileError(_os_error_text(exc))
-    try:
-        # The path may have been replaced since os.stat().
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigFileError("is not a regular file")
-        chunks = []
-        remaining = max_size + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-    except OSError as exc:
-        raise ConfigFileError(_os_error_text(exc))
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > max_size:
-        raise ConfigFileError("larger than max_size (%d bytes)" % max_size)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigFileError("not UTF-8 text (invalid byte at offset %d)" % exc.start)
-    if "\x00" in text:
-        raise ConfigFileError("contains NUL bytes (binary data, not TOML text)")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text
-
-
-def parse_config(text):
-    try:
-        document = _toml.loads(text)
-    except _toml.TOMLDecodeError as exc:
-        # The parsers' messages give line and column, never content.
-        message = exc.msg if isinstance(getattr(exc, "msg", None), str) else str(exc)
-        lineno = getattr(exc, "lineno", None)
-        colno = getattr(exc, "colno", None)
-        if isinstance(lineno, int) and "line" not in message:
-            message = "%s (at line %d, column %s)" % (message, lineno, colno)
-        raise ConfigFileError("not valid TOML: %s" % _clip(message))
-    except (RecursionError, MemoryError, ValueError, TypeError) as exc:
-        raise ConfigFileError("not valid TOML: the parser gave up (%s)" % type(exc).__name__)
-    return document
-
-
-def secret_values(node):
-    """Every non-empty string stored under a secret-looking key, anywhere in ``node``."""
-    found = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Mapping):
-            for key, value in item.items():
-                if isinstance(value, str):
-                    if str(key).lower() in _SECRET_KEYS and value:
-                        found.append(value)
-                elif isinstance(value, (Mapping, list, tuple)):
-                    stack.append(value)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(v for v in item if isinstance(v, (Mapping, list, tuple)))
-    return found
 
 
 def _clean_url(value):
