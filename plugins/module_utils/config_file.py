@@ -15,6 +15,8 @@ import re
 import stat
 from collections.abc import Mapping
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.host_text import clip as one_line
+
 try:
     import tomllib as _toml
 except ImportError:  # Python < 3.11
@@ -45,11 +47,7 @@ MESSAGE_LIMIT = 200
 
 def clip(text, limit=MESSAGE_LIMIT):
     """``text`` on one line, at most ``limit`` characters, token shapes masked."""
-    text = TOKEN_PATTERN.sub("<redacted>", str(text))
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[:limit - 3] + "..."
-    return text
+    return one_line(TOKEN_PATTERN.sub("<redacted>", str(text)), limit)
 
 
 def _os_error_text(exc):

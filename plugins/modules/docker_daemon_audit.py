@@ -311,6 +311,7 @@ except ImportError:
     HAS_DOCKER = False
     DOCKER_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.host_text import clip as _clip
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.files import read_head
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import finding
 
@@ -319,7 +320,6 @@ DEFAULT_DAEMON_JSON = "/etc/docker/daemon.json"
 DAEMON_JSON_LIMIT = 1024 * 1024
 CMDLINE_LIMIT = 256 * 1024
 NET_LIMIT = 4 * 1024 * 1024
-EVIDENCE_LIMIT = 300
 DOCKER_API_PORTS = (2375, 2376)
 # From this major version on, GET /info lists name=no-new-privileges when it is set (moby#45320).
 NNP_REPORTED_SINCE = 24
@@ -367,11 +367,6 @@ _SECRET_ARG = re.compile(r"^((?:--log-opt=)?[A-Za-z0-9_.-]*(?:token|pass|secret|
                          re.IGNORECASE)
 MASK = "********"
 _TCP_LISTEN = "0A"
-
-
-def _clip(text, limit=EVIDENCE_LIMIT):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _go_bool(value):
@@ -856,6 +851,8 @@ def _tcp_findings(settings, state, listeners, foreign, audit_config):
 
 # --- socket and group -----------------------------------------------------------
 
+# Through this module's own pwd and grp (not host_text's), which the unit tests
+# replace with fake user and group databases.
 def _user_name(uid):
     try:
         return pwd.getpwuid(uid).pw_name
@@ -868,7 +865,6 @@ def _group_name(gid):
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
-
 
 def check_socket(path, docker_group):
     """(socket summary, findings, gid of a group other than root/docker_group that may connect)."""

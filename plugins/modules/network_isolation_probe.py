@@ -380,6 +380,7 @@ except ImportError:
     HAS_DOCKER = False
     DOCKER_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.host_text import clip as _clip
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.net_probe_script import SCRIPT
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import finding
 
@@ -433,11 +434,6 @@ OUTCOME_TEXT = {
 
 class ProbeError(Exception):
     pass
-
-
-def _clip(text, limit=300):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # --- targets -------------------------------------------------------------------------------

@@ -219,7 +219,6 @@ scan_truncated:
   type: bool
 """
 
-import grp
 import os
 import pwd
 import re
@@ -228,12 +227,16 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.host_text import (
+    clip as _clip,
+    group_name as _group_name,
+    user_name as _user_name,
+)
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.files import read_head
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import finding
 
 KEY_SNIFF_BYTES = 64
 KEY_SNIFF_MAX_SIZE = 64 * 1024
-EVIDENCE_LIMIT = 300
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 PSEUDO_FS = frozenset((
     "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
@@ -246,25 +249,6 @@ LOCALE_C = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"}
 
 def _mode(st):
     return "%04o" % stat.S_IMODE(st.st_mode)
-
-
-def _user_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
-def _clip(text, limit=EVIDENCE_LIMIT):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # --- service -----------------------------------------------------------------

@@ -308,6 +308,7 @@ except ImportError:
     HAS_DOCKER = False
     DOCKER_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.host_text import clip as _clip
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.config_file import (
     HAS_TOML,
     ConfigFileError,
@@ -702,11 +703,6 @@ def findings_from_probe(runner, kind, output, daemon_seccomp=True):
 
 def _not_found(exc):
     return getattr(exc, "status_code", None) == 404 or type(exc).__name__ in ("NotFound", "ImageNotFound")
-
-
-def _clip(text, limit=300):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def parse_output(stdout):
