@@ -9,6 +9,7 @@ set -euo pipefail
 declare -A needs=(
   [docker]=docker.io [dockerd]=docker.io [debootstrap]=debootstrap [nft]=nftables
   [apt-ftparchive]=apt-utils [gpg]=gnupg [dpkg-deb]=dpkg [ip]=iproute2 [python3]=python3
+  [shellcheck]=shellcheck
 )
 missing=()
 for cmd in "${!needs[@]}"; do
