@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh Debian-family machine, as root:
 #   make demo   - converge playbooks/site.yml on a disposable local runner host container
-#   make test   - lint, unit tests and every Molecule scenario
+#   make test   - lint, ansible-test sanity and units, release checks, every Molecule
+#                 scenario and the integration tests
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 VENV := $(CURDIR)/.venv
@@ -11,11 +12,12 @@ export PATH := $(VENV)/bin:$(PATH)
 # Molecule scenarios, in the order they run.
 SCENARIOS ?= default install_errors config_gate audit docker_executor network
 
-.PHONY: help deps venv link images fixtures demo demo-clean test lint unit molecule integration bench clean
+.PHONY: help deps venv link images fixtures demo demo-clean test lint sanity unit release molecule integration bench docs clean
 
 help:
 	@echo "make demo   converge site.yml on a disposable local runner host (container hgr-demo)"
-	@echo "make test   run every test: lint, unit, Molecule ($(SCENARIOS)), integration"
+	@echo "make test   run every test: lint, sanity, unit, release, Molecule ($(SCENARIOS)), integration"
+	@echo "make docs   regenerate the role READMEs from meta/argument_specs.yml"
 	@echo "make bench  time converges with 1 and 50 runners"
 	@echo "make clean  remove the demo container, the test repository server and build output"
 
@@ -45,7 +47,7 @@ demo: venv link fixtures
 demo-clean:
 	@docker rm -f hgr-demo >/dev/null 2>&1 || true
 
-test: venv link fixtures lint unit molecule integration
+test: venv link fixtures lint sanity unit release molecule integration
 
 # ansible-lint installs the collection under test into ~/.ansible/collections,
 # where a stale copy would shadow the checkout: give it a fresh home each run.
@@ -54,8 +56,24 @@ lint: venv link
 	rm -rf .cache/lint-home && mkdir -p .cache/lint-home
 	HOME=$(CURDIR)/.cache/lint-home ansible-lint --profile production
 
+# ansible-test, from a copy of the checkout under ansible_collections/ (see the
+# script). Always --local with the pinned .venv: --venv and --docker need downloads
+# this machine cannot make (ansible-test's pip bootstrap, container images).
+sanity: venv link
+	scripts/ansible-test.sh sanity
+
+# The unit tests through ansible-test units (its collection loader, --local as above).
 unit: venv link
-	pytest -q tests/unit
+	scripts/ansible-test.sh units
+
+# What ships: the built tarball's file list, declared dependencies, every plugin and
+# role documented (ansible-doc), role READMEs in step with their argument specs,
+# the execution environment's build context (ansible-builder create).
+release: venv link
+	pytest -q tests/release
+
+docs: venv
+	python scripts/role_docs.py
 
 # End-to-end checks that need a whole ansible-playbook run (e.g. no token in -vvv output).
 integration: venv link fixtures

@@ -29,8 +29,9 @@ mkdir -p "$(dirname "$cache")"
 cmp -s scripts/ansible_test_get_pip.py "$cache" || cp scripts/ansible_test_get_pip.py "$cache"
 
 rm -rf "$dest" && mkdir -p "$dest"
+# Files deleted (or moved) but not yet staged are still listed: skip them.
 git ls-files -z --cached --others --exclude-standard \
-  | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
+  | while IFS= read -r -d '' file; do if [ -e "$file" ]; then printf '%s\0' "$file"; fi; done \
   | tar --null -cf - -T - | tar -xf - -C "$dest"
 cd "$dest"
 test="$1"; shift

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Print the README's policy table from the policy catalog, or rewrite it in place.
 
     python3 scripts/policy_table.py           # print the table

@@ -562,7 +562,7 @@ def audit_markdown(report):
     lines.append("Result: **%s** (fails at severity %s and above; %d host(s))." % (verdict, threshold, len(hosts)))
     lines += ["", "## Totals", ""]
     lines.append("| Host | " + " | ".join(order) + " | Audit |")
-    lines.append("| --- | " + " | ".join("---:" for _ in order) + " | --- |")
+    lines.append("| --- | " + " | ".join("---:" for _severity in order) + " | --- |")
     sums = {severity: 0 for severity in SEVERITIES}
     for host, findings, error in hosts:
         counts = _counts(findings)

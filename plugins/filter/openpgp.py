@@ -78,6 +78,10 @@ _BASE_OPTIONS = (
     "--no-permission-warning", "--trust-model", "always",
 )
 
+# Longest temporary directory a keyring home is made in: leaves room in a Unix
+# socket path for "/hgr-openpgp-XXXXXXXX/S.gpg-agent.browser" and more.
+_MAX_TEMP_BASE = 60
+
 
 def _gpg_executable():
     """Return the path of ``gpg`` on the controller or raise."""
@@ -150,7 +154,14 @@ class _Keyring(object):
         self.env = _environment()
 
     def __enter__(self):
-        self.home = tempfile.mkdtemp(prefix="hgr-openpgp-")
+        base = tempfile.gettempdir()
+        # gpg reaches its agent through a socket in the home directory even for
+        # public keys; a Unix socket path holds at most 107 bytes, so under a long
+        # TMPDIR gpg would fail ("File name too long") and a valid key would be
+        # reported as unreadable. Such a TMPDIR is passed over for /tmp.
+        if len(base) > _MAX_TEMP_BASE and os.path.isdir("/tmp"):
+            base = "/tmp"
+        self.home = tempfile.mkdtemp(prefix="hgr-openpgp-", dir=base)
         os.chmod(self.home, 0o700)
         return self
 
@@ -231,7 +242,8 @@ class _Keyring(object):
 def _parse_colons(text, name):
     """Parse ``--with-colons`` key listing output into key dicts."""
     keys = []
-    pending = None  # the pub/sub record waiting for its fpr record
+    # The pub/sub record waiting for its fpr record: its kind and validity.
+    pending_kind = pending_validity = None
     for line in text.splitlines():
         fields = line.split(":")
         record = fields[0]
@@ -240,17 +252,17 @@ def _parse_colons(text, name):
                 raise AnsibleFilterError(
                     "%s: unexpected gpg output: a subkey before any key" % name
                 )
-            validity = fields[1] if len(fields) > 1 else ""
-            pending = (record, validity)
-        elif record == "fpr" and pending is not None:
+            pending_kind = record
+            pending_validity = fields[1] if len(fields) > 1 else ""
+        elif record == "fpr" and pending_kind is not None:
             fingerprint = fields[9].upper() if len(fields) > 9 else ""
             if not _FINGERPRINT.fullmatch(fingerprint):
                 raise AnsibleFilterError(
                     "%s: unexpected gpg output: bad fingerprint record %r"
                     % (name, line[:200])
                 )
-            kind, validity = pending
-            pending = None
+            kind, validity = pending_kind, pending_validity
+            pending_kind = pending_validity = None
             if kind == "pub":
                 keys.append({
                     "fingerprint": fingerprint,
@@ -260,7 +272,7 @@ def _parse_colons(text, name):
                 })
             else:
                 keys[-1]["subkeys"].append(fingerprint)
-    if pending is not None:
+    if pending_kind is not None:
         raise AnsibleFilterError(
             "%s: unexpected gpg output: a key without a fingerprint" % name
         )

@@ -75,7 +75,7 @@ def from_toml(text, strict=True):
     except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
         if not strict:
             return {}
-        raise AnsibleFilterError("from_toml: the text is not valid TOML (%s)" % str(exc).split("(")[0].strip())
+        raise AnsibleFilterError("from_toml: the text is not valid TOML (%s)" % str(exc).split("(", maxsplit=1)[0].strip())
 
 
 class FilterModule(object):

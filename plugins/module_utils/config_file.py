@@ -119,7 +119,8 @@ def parse_config(text):
         lineno = getattr(exc, "lineno", None)
         colno = getattr(exc, "colno", None)
         if isinstance(lineno, int) and "line" not in message:
-            message = "%s (at line %d, column %s)" % (message, lineno, colno)
+            # lineno is an int here; %s because pylint cannot see that and infers None.
+            message = "%s (at line %s, column %s)" % (message, lineno, colno)
         raise ConfigFileError("not valid TOML: %s" % clip(message))
     except (RecursionError, MemoryError, ValueError, TypeError) as exc:
         raise ConfigFileError("not valid TOML: the parser gave up (%s)" % type(exc).__name__)

@@ -231,7 +231,7 @@ def _get(table, key, default=None):
         return variants[0][1]
     # Two spellings of one key: which one GitLab Runner takes is unspecified
     # (GR015 refuses the odd spelling anyway), so judge the one that is set.
-    for _, value in variants:
+    for _spelling, value in variants:
         if value not in (None, False, "", [], {}):
             return value
     return table.get(key, variants[0][1])
@@ -370,7 +370,7 @@ def security_opt_state(options):
             unconfined.append(opt)
             continue
         sep = "=" if "=" in opt else ":"
-        key, _, value = opt.partition(sep)
+        key, _sep, value = opt.partition(sep)
         key = key.strip().lower()
         if key == "no-new-privileges":
             nnp = value.strip() in _GO_TRUE
@@ -567,12 +567,10 @@ def _walk(node, path=()):
     if isinstance(node, Mapping):
         for key, value in node.items():
             yield path + (str(key),), value
-            for item in _walk(value, path + (str(key),)):
-                yield item
+            yield from _walk(value, path + (str(key),))
     elif isinstance(node, list):
         for value in node:
-            for item in _walk(value, path):
-                yield item
+            yield from _walk(value, path)
 
 
 def _parse_patch(text):
@@ -601,7 +599,7 @@ def _pod_spec_findings(name, patch_entry, index):
     if not isinstance(data, (Mapping, list)):
         return [finding("GR031", name, where + " patch", "the patch is not valid JSON or YAML")]
     if isinstance(data, list):  # JSON patch: each operation's path ends in the key it sets
-        data = [{str(op.get("path", "")).rstrip("/").split("/")[-1]: op.get("value")}
+        data = [{str(op.get("path", "")).rstrip("/").rsplit("/", maxsplit=1)[-1]: op.get("value")}
                 for op in data if isinstance(op, Mapping)]
     out = []
     for path, value in _walk(data):
@@ -762,7 +760,7 @@ def evaluate_document_by_runner(document):
 
 def evaluate_document(document):
     """Findings for a whole parsed ``config.toml`` document (global + runners)."""
-    return [item for _, item in evaluate_document_by_runner(document)]
+    return [item for _runner, item in evaluate_document_by_runner(document)]
 
 
 def severity_at_least(finding, threshold):

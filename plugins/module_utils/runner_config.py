@@ -287,7 +287,7 @@ def to_toml_document(document, value_filter, key_filter):
         for key, value in table.items():
             if isinstance(value, Mapping) or _is_table_array(value):
                 continue
-            if key in _DATETIME_FIELDS and isinstance(value, str) and _RFC3339.match(value):
+            if key in _DATETIME_FIELDS and isinstance(value, str) and _RFC3339.fullmatch(value):
                 rendered = value  # GitLab Runner writes these as TOML datetimes
             else:
                 rendered = value_filter(value)

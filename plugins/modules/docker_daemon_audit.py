@@ -55,7 +55,7 @@ description:
     its command line or C(daemon.json) contradicts, a warning says so (a changed C(daemon.json) takes
     effect at the next restart); the finding follows the daemon.
 author:
-  - hardened.gitlab_runner maintainers
+  - hardened.gitlab_runner maintainers (@hardened)
 options:
   docker_host:
     description:
@@ -102,9 +102,19 @@ notes:
   - Supports check mode; the module never changes anything and always reports C(changed=false).
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
+    details: The module only reads; it does the same in check mode and always reports
+      C(changed=false).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+    details: The module changes nothing, so there is no difference to show.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+    details: The C(dockerd) process and its sockets are found in C(/proc), as Linux provides it.
 requirements:
   - The Docker SDK for Python (C(docker)) on the managed host
 seealso:
@@ -550,7 +560,7 @@ def find_dockerd(socket_path, warnings):
 
 def _hex_address(text):
     """``0100007F:0948`` or a 32-digit IPv6 address with port, as ``127.0.0.1:2376`` / ``[::]:2376``."""
-    address, _, port = text.partition(":")
+    address, _colon, port = text.partition(":")
     try:
         port = int(port, 16)
         raw = bytes.fromhex(address)
@@ -866,6 +876,7 @@ def _group_name(gid):
     except KeyError:
         return str(gid)
 
+
 def check_socket(path, docker_group):
     """(socket summary, findings, gid of a group other than root/docker_group that may connect)."""
     summary = dict(path=path, exists=False, is_socket=False, mode=None, owner=None, group=None)
@@ -991,7 +1002,7 @@ def audit(params):
         dockerd=dict(
             pid=pid,
             argv=[_mask_arg(arg) for arg in argv] if argv else None,
-            tcp_listeners=[address for address, _ in listeners],
+            tcp_listeners=[address for address, _port in listeners],
         ),
         daemon_json=dict(path=path, exists=exists, error=error),
         socket=socket_summary,

@@ -43,7 +43,7 @@ description:
     reports C(changed=false). Every container and network it starts is removed, also when a probe
     fails or times out; their names start with C(hgr-netprobe-)."
 author:
-  - hardened.gitlab_runner maintainers
+  - hardened.gitlab_runner maintainers (@hardened)
 options:
   targets_blocked:
     description:
@@ -189,9 +189,19 @@ notes:
     cloud's metadata service (a connect only, nothing is requested)."
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
+    details: The module changes no configuration; it does the same in check mode (the throwaway
+      containers, networks and processes it starts are removed again) and always reports
+      C(changed=false).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+    details: The module changes no configuration, so there is no difference to show.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
 requirements:
   - The Docker SDK for Python (C(docker)) on the managed host, for the C(container) context
 seealso:
@@ -741,15 +751,15 @@ def probe_container(api, params, targets, token):
             try:
                 api.remove_network(network)
             except Exception as exc:
-                context["error"] = "; ".join(e for e in (context["error"], "network %s could not be removed: %s"
-                                                          % (network, _clip(exc))) if e)
+                problem = "network %s could not be removed: %s" % (network, _clip(exc))
+                context["error"] = "; ".join(e for e in (context["error"], problem) if e)
                 output = None
     return context, output
 
 
 def _run(args, timeout):
     return subprocess.run(args, capture_output=True, timeout=timeout, cwd="/", env={
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}, check=False)
 
 
 def probe_shell_user(params, targets, runner=None, python=None):
@@ -773,8 +783,8 @@ def probe_shell_user(params, targets, runner=None, python=None):
         proc = runner(args, budget)
         if proc.returncode != 0:
             text = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else str(proc.stderr)
-            raise ProbeError("the probe exited with %s: %s" % (proc.returncode,
-                                                                _clip("".join(text.strip().splitlines()[-1:]))))
+            last_line = "".join(text.strip().splitlines()[-1:])
+            raise ProbeError("the probe exited with %s: %s" % (proc.returncode, _clip(last_line)))
         return context, parse_output(proc.stdout)
     except subprocess.TimeoutExpired:
         context["error"] = "the probe did not finish within %d s" % budget
@@ -884,8 +894,8 @@ def run_module():
     if not params["require_positive_controls"]:
         for row in result["results"]:
             if row["expect"] != "blocked" and row["status"] == "fail":
-                module.warn("positive control %s failed in the %s context: %s" % (row["name"], row["context"],
-                                                                                   row["outcome"]))
+                module.warn("positive control %s failed in the %s context: %s"
+                            % (row["name"], row["context"], row["outcome"]))
     failed = [c for c in result["contexts"] if c["error"]]
     if failed:
         module.fail_json(msg="the probe could not run in: %s" % "; ".join(

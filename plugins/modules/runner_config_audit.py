@@ -22,7 +22,7 @@ description:
     SHA-256 hashes of them are returned, so hosts can be compared for cloned runners
     (C(GR022)) within one audit run.
 author:
-  - hardened.gitlab_runner maintainers
+  - hardened.gitlab_runner maintainers (@hardened)
 options:
   path:
     description:
@@ -81,9 +81,18 @@ notes:
   - Supports check mode; the module never changes anything.
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
+    details: The module only reads; it does the same in check mode and always reports
+      C(changed=false).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+    details: The module changes nothing, so there is no difference to show.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
 requirements:
   - Python 3.11 or later, or the C(tomli) Python package
 seealso:
@@ -233,6 +242,7 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
 CONFIG_SETTING = "config.toml"
 ACK_LIMIT = 65536
 SYSTEM_ID_LIMIT = 4096
+
 
 def salted_hash(salt, value):
     return hashlib.sha256((salt + value).encode("utf-8")).hexdigest()

@@ -24,7 +24,7 @@ description:
   - C(GR026) - the runner service's C(ExecStart) has no C(--user), so shell jobs run as root.
   - C(GR027) (info) - the installed GitLab Runner version, or that it is not installed.
 author:
-  - hardened.gitlab_runner maintainers
+  - hardened.gitlab_runner maintainers (@hardened)
 options:
   config_dir:
     description:
@@ -91,9 +91,18 @@ notes:
   - Supports check mode; the module never changes anything.
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
+    details: The module only reads; it does the same in check mode and always reports
+      C(changed=false).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+    details: The module changes nothing, so there is no difference to show.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
 seealso:
   - module: hardened.gitlab_runner.runner_config_audit
 """
@@ -674,7 +683,8 @@ def run_module():
             job_user=dict(type="str"),
             forbidden_groups=dict(type="list", elements="str",
                                   default=["docker", "sudo", "wheel", "adm", "lxd", "root", "disk", "shadow"]),
-            ssh_key_paths=dict(type="list", elements="path",
+            # Directories searched for keys, not a secret ("key" in the name is what the sanity test flags).
+            ssh_key_paths=dict(type="list", elements="path", no_log=False,
                                default=["/root", "/home", "/etc/ssh", "/srv", "/opt", "/var/lib/gitlab-runner"]),
             max_files=dict(type="int", default=20000),
             check_service_user=dict(type="bool", default=True),

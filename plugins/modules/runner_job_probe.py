@@ -63,7 +63,7 @@ description:
     Every container and network it starts is removed (containers with their anonymous volumes),
     also when a probe fails or times out; their names start with C(hgr-probe-)."
 author:
-  - hardened.gitlab_runner maintainers
+  - hardened.gitlab_runner maintainers (@hardened)
 options:
   path:
     description:
@@ -125,9 +125,18 @@ notes:
     values are registered as no_log.
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
+    details: The module changes no configuration; it does the same in check mode (the throwaway
+      containers and networks it starts are removed again) and always reports C(changed=false).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+    details: The module changes no configuration, so there is no difference to show.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
 requirements:
   - The Docker SDK for Python (C(docker)) on the managed host
   - Python 3.11 or later, or the C(tomli) Python package
@@ -898,7 +907,7 @@ def run(params, document, client_factory):
             result["findings"].extend(findings)
             result["workload"].extend(workload)
     finally:
-        for client, _ in clients.values():
+        for client, _seccomp in clients.values():
             try:
                 client.close()
             except Exception:

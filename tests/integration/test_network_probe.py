@@ -106,7 +106,7 @@ table inet hgr_netprobe_test {
 
 
 def _sh(*args, timeout=60, stdin=None):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, input=stdin)
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
 
 
 def _probe_module():
@@ -189,7 +189,7 @@ def _module(lab, tmp_path, **overrides):
     ansible = Path(sys.executable).parent / "ansible"
     proc = subprocess.run([str(ansible) if ansible.exists() else "ansible", "localhost", "-m",
                            "hardened.gitlab_runner.network_isolation_probe", "-a", json.dumps(args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
     (tmp_path / "module.out").write_text(proc.stdout + proc.stderr)
     try:
         result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -220,7 +220,7 @@ def test_probe_fails_before_the_block_and_passes_after(lab, tmp_path):
     assert [(f["id"], f["setting"]) for f in result["findings"]] == [("GR043", "probe: job container")] * 4
     assert result["contexts"][0]["positive_controls"] == "pass"
     for user in (None, "nobody"):
-        output, outcomes, ids, _ = _script(lab, user)
+        output, outcomes, ids, _context = _script(lab, user)
         assert outcomes == REACHED, user
         assert ids == ["GR043"]
     assert output["identity"]["uid"] == 65534
@@ -237,7 +237,7 @@ def test_probe_fails_before_the_block_and_passes_after(lab, tmp_path):
                         "alibaba-metadata": ("rejected", "EHOSTUNREACH"),
                         "gitlab": ("connected", None)}
     assert ids == [] and context["positive_controls"] == "pass"
-    _, outcomes, ids, _ = _script(lab)
+    _output, outcomes, ids, _context = _script(lab)
     assert outcomes == REACHED and ids == ["GR043"], "root must keep its access"
 
     # 3. Everyone's traffic blocked: the module's job container passes, GitLab still reachable.

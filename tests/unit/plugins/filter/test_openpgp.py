@@ -12,6 +12,7 @@ pinned key and nothing else.
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -28,9 +29,6 @@ from ansible_collections.hardened.gitlab_runner.plugins.filter.openpgp import (
     openpgp_pinned_key,
 )
 
-CHECKOUT = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "..", "..")
-)
 GPG = shutil.which("gpg")
 
 pytestmark = pytest.mark.skipif(GPG is None, reason="gpg is not installed")
@@ -429,11 +427,14 @@ def test_pinned_key_export_holds_the_pinned_key_only(keys):
         _text(keys["pinned_with_subkey_asc"])
 
 
-def test_user_keyring_and_temp_files_are_left_alone(keys, tmp_path, monkeypatch):
+def test_user_keyring_and_temp_files_are_left_alone(keys, tmp_path, monkeypatch, request):
     home = tmp_path / "home"
     home.mkdir()
-    temp = tmp_path / "temp"
-    temp.mkdir()
+    # Not below tmp_path, which pytest-xdist (ansible-test units) makes long: gpg
+    # cannot reach the agent socket of a keyring home whose path is too long for a
+    # Unix socket, and then exits with status 2.
+    temp = pathlib.Path(tempfile.mkdtemp(prefix="hgr-t-"))
+    request.addfinalizer(lambda: shutil.rmtree(temp, ignore_errors=True))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GNUPGHOME", str(home / "gnupg"))
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
@@ -442,6 +443,16 @@ def test_user_keyring_and_temp_files_are_left_alone(keys, tmp_path, monkeypatch)
     openpgp_key_problems("garbage", keys["pinned"])
     assert list(home.iterdir()) == []
     assert list(temp.iterdir()) == []
+
+
+def test_a_long_temporary_directory_does_not_break_gpg(keys, tmp_path, monkeypatch):
+    """gpg's agent socket lives in the keyring home: a TMPDIR too long for a socket path is passed over."""
+    long_dir = tmp_path / ("t" * 100)
+    long_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_dir))
+    assert openpgp_key_problems(_text(keys["pinned_asc"]), keys["pinned"]) == []
+    assert "BEGIN PGP PUBLIC KEY BLOCK" in openpgp_pinned_key(_text(keys["pinned_asc"]), keys["pinned"])
+    assert list(long_dir.iterdir()) == []
 
 
 # --- errors ---------------------------------------------------------------------
@@ -489,7 +500,7 @@ def test_filter_module_lists_the_filters():
 
 # --- through Ansible's templating --------------------------------------------
 
-def test_filters_through_ansible(keys, tmp_path):
+def test_filters_through_ansible(keys, tmp_path, collections_path):
     """Ansible hands the filters tagged strings (here from extra vars)."""
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
     if not os.path.exists(ansible):
@@ -509,7 +520,7 @@ def test_filters_through_ansible(keys, tmp_path):
     config.write_text("[defaults]\n")
     env = dict(
         os.environ,
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(CHECKOUT, ".collections"),
+        ANSIBLE_COLLECTIONS_PATH=collections_path,
         ANSIBLE_CONFIG=str(config),
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_STDOUT_CALLBACK="json",

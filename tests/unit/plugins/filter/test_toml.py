@@ -24,10 +24,6 @@ from ansible_collections.hardened.gitlab_runner.plugins.filter.toml import (
     toml_value,
 )
 
-CHECKOUT = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "..", "..")
-)
-
 INT64_MIN = -(2 ** 63)
 INT64_MAX = 2 ** 63 - 1
 
@@ -283,7 +279,8 @@ def test_ansible_tagged_values():
             origin.tag('a"b'), origin.tag(3), origin.tag(1.0), True,
         ]),
     })
-    assert type(value) is not dict
+    # Tagged values are instances of tagged subclasses, not of the builtins themselves.
+    assert isinstance(value, dict) and tags.Origin.is_tagged_on(value)
     literal = toml_value(value)
     assert literal == '{ "na me" = ["a\\"b", 3, 1.0, true] }'
     assert toml_key(origin.tag("a.b")) == '"a.b"'
@@ -346,7 +343,7 @@ def test_key_errors(key, message):
 
 # --- through Ansible's templating ------------------------------------------
 
-def test_filters_through_ansible(tmp_path):
+def test_filters_through_ansible(tmp_path, collections_path):
     """Run the filters inside a real ad-hoc ``debug`` task.
 
     The values come in as extra vars, so Ansible hands the filters its own
@@ -369,7 +366,7 @@ def test_filters_through_ansible(tmp_path):
     config.write_text("[defaults]\n")
     env = dict(
         os.environ,
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(CHECKOUT, ".collections"),
+        ANSIBLE_COLLECTIONS_PATH=collections_path,
         ANSIBLE_CONFIG=str(config),
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_STDOUT_CALLBACK="json",

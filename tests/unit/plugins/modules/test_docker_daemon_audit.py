@@ -72,6 +72,7 @@ class FakeHost(object):
         self.info = dict(HARDENED_INFO)
         self.version = {"Version": "26.1.5+dfsg1", "ApiVersion": "1.45"}
         self.bridge = _bridge("false")
+        self.bridge_error = None
         self.connect_error = None
         self.clients = []
         self.groups = {"root": (0, []), "docker": (DOCKER_GID, []), "users": (USERS_GID, [])}
@@ -104,8 +105,8 @@ class FakeHost(object):
         class Api(object):
             def inspect_network(self, name):
                 assert name == "bridge"
-                if isinstance(host.bridge, Exception):
-                    raise host.bridge
+                if host.bridge_error:
+                    raise host.bridge_error
                 return host.bridge
 
         class Client(object):
@@ -121,6 +122,14 @@ class FakeHost(object):
                 host.clients.append(base_url)
 
         return Client()
+
+    def fail_connect(self, error):
+        """Connecting to the daemon raises ``error``."""
+        self.connect_error = error
+
+    def fail_bridge(self, error):
+        """Inspecting the default bridge network raises ``error``."""
+        self.bridge_error = error
 
     def old_daemon(self):
         self.info = dict(OLD_INFO)
@@ -400,7 +409,7 @@ def test_rootless_daemon_needs_no_remapping(host, capsys, warnings):
 
 
 def test_no_default_bridge_no_icc_finding(host, capsys, warnings):
-    host.bridge = ApiError("network bridge not found", 404)
+    host.fail_bridge(ApiError("network bridge not found", 404))
     host.write_json(_without("icc"))
     result = host.run(capsys)
     assert by_id(result, "GR034") == []
@@ -408,7 +417,7 @@ def test_no_default_bridge_no_icc_finding(host, capsys, warnings):
 
 
 def test_bridge_inspect_error_falls_back_to_configuration(host, capsys, warnings):
-    host.bridge = ApiError("boom", 500)
+    host.fail_bridge(ApiError("boom", 500))
     host.write_json(_without("icc"))
     result = host.run(capsys)
     assert [f["evidence"] for f in by_id(result, "GR034")] == ["icc = true (default)"]
@@ -418,7 +427,7 @@ def test_bridge_inspect_error_falls_back_to_configuration(host, capsys, warnings
 
 def test_cmdline_overrides_daemon_json(host, capsys, warnings):
     host.old_daemon()
-    host.bridge = ApiError("boom", 500)
+    host.fail_bridge(ApiError("boom", 500))
     host.write_json({"no-new-privileges": False, "icc": True, "userland-proxy": True,
                      "log-opts": {"max-file": "2"}, "userns-remap": ""})
     host.add_process(4242, ["/usr/sbin/dockerd", "--no-new-privileges", "--icc=false", "--userland-proxy=0",
@@ -636,8 +645,8 @@ def test_members_of_another_socket_group(host, capsys, warnings):
 # --- unreachable daemon and missing SDK ---------------------------------------------------
 
 def test_unreachable_daemon_with_configuration(host, capsys, warnings):
-    host.connect_error = ConnectionError("Error while fetching server API version: ('Connection aborted.', "
-                                         "FileNotFoundError(2, 'No such file or directory'))")
+    host.fail_connect(ConnectionError("Error while fetching server API version: ('Connection aborted.', "
+                                      "FileNotFoundError(2, 'No such file or directory'))"))
     host.write_json({"icc": False, "live-restore": True})
     result = host.run(capsys)
     gr042 = by_id(result, "GR042")
@@ -653,7 +662,7 @@ def test_unreachable_daemon_with_configuration(host, capsys, warnings):
 
 
 def test_unreachable_daemon_without_any_configuration(host, capsys, warnings):
-    host.connect_error = PermissionError(13, "Permission denied")
+    host.fail_connect(PermissionError(13, "Permission denied"))
     os.unlink(host.daemon_json)
     result = host.run(capsys, docker_host="unix:///nonexistent/docker.sock")
     assert ids(result) == ["GR042"]

@@ -188,12 +188,12 @@ def test_all_blocked_and_controls_reachable_gives_no_finding():
 
 @pytest.mark.parametrize("outcome", ["timeout", "ENETUNREACH", "EACCES", "EPERM"])
 def test_other_ways_of_not_getting_through_pass(outcome):
-    _, rows, findings = scenario({"169.254.169.254": outcome})
+    _ctx, rows, findings = scenario({"169.254.169.254": outcome})
     assert findings == [] and rows[0]["status"] == "pass"
 
 
 def test_reachable_metadata_endpoint_is_gr043():
-    _, rows, findings = scenario({"169.254.169.254": "ok", "fd00:ec2::254": "ECONNREFUSED"})
+    _ctx, rows, findings = scenario({"169.254.169.254": "ok", "fd00:ec2::254": "ECONNREFUSED"})
     assert [(f["id"], f["severity"], f["setting"], f["runner"]) for f in findings] == [
         ("GR043", "critical", "probe: job container", None), ("GR043", "critical", "probe: job container", None)]
     assert findings[0]["evidence"] == ("TCP connect to 169.254.169.254:80 (metadata-ipv4) succeeded (in 0.002 s) "
@@ -205,7 +205,7 @@ def test_reachable_metadata_endpoint_is_gr043():
 
 
 def test_refused_is_not_reached_when_told_so():
-    _, rows, findings = scenario({"169.254.169.254": "ECONNREFUSED"}, refused_means_reached=False)
+    _ctx, rows, findings = scenario({"169.254.169.254": "ECONNREFUSED"}, refused_means_reached=False)
     assert findings == [] and rows[0]["outcome"] == "refused" and rows[0]["status"] == "pass"
 
 
@@ -213,8 +213,8 @@ def test_reachable_internal_target_is_gr044():
     p = params(targets_blocked=[{"name": "runner-2 ssh", "host": "10.20.0.12", "port": 22}],
                targets_allowed=[{"name": "gitlab", "host": "192.0.2.80", "port": 443}])
     targets = probe.build_targets(p)
-    _, findings = probe.evaluate(context(), output([raw(0, attempt("10.20.0.12", "ok")),
-                                                    raw(1, attempt("192.0.2.80", "ok"))]), targets, p)
+    _rows, findings = probe.evaluate(context(), output([raw(0, attempt("10.20.0.12", "ok")),
+                                                        raw(1, attempt("192.0.2.80", "ok"))]), targets, p)
     assert [(f["id"], f["severity"]) for f in findings] == [("GR044", "high")]
     assert "10.20.0.12:22 (runner-2 ssh) succeeded" in findings[0]["evidence"]
 
@@ -270,7 +270,7 @@ def test_unresolved_hung_and_unexpected_errors():
                targets_allowed=[{"host": "192.0.2.80", "port": 443}])
     targets = probe.build_targets(p)
     records = [{"index": 0, "addresses": [], "attempts": [], "resolve": {"errno": None, "gai": "EAI_NONAME",
-                                                                           "error": "gaierror", "elapsed": 0.01}},
+                                                                         "error": "gaierror", "elapsed": 0.01}},
                {"index": 1, "hung": True},
                raw(2, attempt("10.0.0.2", "EIO")),
                {"crashed": "RuntimeError: boom"},
@@ -295,7 +295,7 @@ def test_udp_answer_wording():
                targets_allowed=[{"host": "192.0.2.80", "port": 443}])
     targets = probe.build_targets(p)
     record = raw(0, dict(attempt("10.0.0.53", "ok"), answer_bytes=40))
-    _, findings = probe.evaluate(context(), output([record, raw(1, attempt("192.0.2.80", "ok"))]), targets, p)
+    _rows, findings = probe.evaluate(context(), output([record, raw(1, attempt("192.0.2.80", "ok"))]), targets, p)
     assert findings[0]["evidence"].startswith("UDP datagram to 10.0.0.53:53 (10.0.0.53:53/udp) was answered")
 
 
@@ -455,10 +455,10 @@ def test_create_failure_removes_by_name_and_ignores_not_found():
 def test_bad_exit_garbage_and_removal_errors():
     api = FakeApi()
     api.exit_code = 1
-    ctx, _ = probe.probe_container(api, params(), [], "t0k3n")
+    ctx, _output = probe.probe_container(api, params(), [], "t0k3n")
     assert ctx["error"] == "the probe exited with 1: RuntimeError: boom" and api.containers == {}
     api = FakeApi(b"not json\n")
-    ctx, _ = probe.probe_container(api, params(), [], "t0k3n")
+    ctx, _output = probe.probe_container(api, params(), [], "t0k3n")
     assert "not JSON" in ctx["error"] and api.containers == {}
     api = FakeApi()
     api.fail["remove"] = RuntimeError("device busy")
@@ -675,11 +675,11 @@ def test_the_program_in_a_private_network_namespace(user):
         pytest.skip("unshare or ip is not installed")
     if user and os.geteuid() != 0:
         pytest.skip("dropping to another user needs root")
-    check = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"], capture_output=True)
+    check = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"], capture_output=True, check=False)
     if check.returncode != 0:
         pytest.skip("cannot create a network namespace here: %s" % check.stderr.decode().strip())
     proc = subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable,
-                           "-I", "-c", NETNS_WRAPPER, SCRIPT, user], capture_output=True, timeout=90)
+                           "-I", "-c", NETNS_WRAPPER, SCRIPT, user], capture_output=True, timeout=90, check=False)
     assert proc.returncode == 0, proc.stderr
     wrapped = json.loads(proc.stdout)
     out = probe.parse_output(wrapped["out"])

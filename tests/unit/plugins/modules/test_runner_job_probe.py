@@ -152,7 +152,7 @@ def test_seccomp_profile_path_is_read_and_inlined_like_the_runner():
     profile = '{"defaultAction": "SCMP_ACT_ERRNO"}'
     read = {"/etc/gitlab-runner/seccomp.json": profile}
     plan = derive(hardened_runner(security_opt=["seccomp=/etc/gitlab-runner/seccomp.json", "seccomp:/x.json",
-                                                 "seccomp=builtin", 'seccomp={"defaultAction":"SCMP_ACT_LOG"}']),
+                                                "seccomp=builtin", 'seccomp={"defaultAction":"SCMP_ACT_LOG"}']),
                   read_file=lambda path: read[path])
     assert plan["job"]["host_config"]["SecurityOpt"] == [
         "seccomp=" + profile, "seccomp:/x.json", "seccomp=builtin", 'seccomp={"defaultAction":"SCMP_ACT_LOG"}']
@@ -354,8 +354,8 @@ def test_privileged_signs():
     job = found(privileged)
     assert job[0] == ("GR002", "runs privileged: all 41 capabilities in the bounding set; /sys mounted read-write; "
                                "/proc/sys not read-only; 3 block devices in /dev")
-    assert [i for i, _ in job] == ["GR002", "GR006"]  # no GR028 or GR011 on top of privileged
-    assert [i for i, _ in found(privileged, "service")] == ["GR003"]
+    assert [i for i, _evidence in job] == ["GR002", "GR006"]  # no GR028 or GR011 on top of privileged
+    assert [i for i, _evidence in found(privileged, "service")] == ["GR003"]
     assert found(output(sysfs={"rw": True}))[0] == ("GR002", "runs privileged: /sys mounted read-write")
 
 
@@ -400,7 +400,7 @@ def test_parse_output():
 def test_probe_script_runs_here_and_reports_its_facts(tmp_path):
     """The program is valid Python that runs as any user and prints one JSON object."""
     proc = subprocess.run([sys.executable, "-I", "-c", SCRIPT, json.dumps({"kind": "service"})],
-                          capture_output=True, timeout=120, cwd=str(tmp_path))
+                          capture_output=True, timeout=120, cwd=str(tmp_path), check=False)
     assert proc.returncode == 0, proc.stderr
     data = probe.parse_output(proc.stdout)
     assert data["kind"] == "service"
@@ -520,7 +520,7 @@ def test_setuid_check_falls_back_to_a_container_started_as_65534():
     second = {"version": 1, "kind": "setuid", "setuid": {"ran_as": 65534, "euid": 0, "error": None,
                                                          "needs_unprivileged_user": False}}
     api = FakeApi([needs, second])
-    probes, findings, _ = run_runner(api, services=False)
+    probes, findings, _workload = run_runner(api, services=False)
     creates = [c[1] for c in api.calls if c[0] == "create"]
     assert [(c["name"], c["user"]) for c in creates] == [("hgr-probe-t0k3n-job", ""),
                                                          ("hgr-probe-t0k3n-job-setuid", "65534:65534")]
@@ -539,7 +539,7 @@ def test_setuid_check_falls_back_to_a_container_started_as_65534():
 def test_containers_are_removed_when_a_probe_fails(stage, error):
     api = FakeApi()
     api.fail[stage] = error
-    probes, findings, _ = run_runner(api)
+    probes, findings, _workload = run_runner(api)
     assert [p["error"] for p in probes] == ["%s: %s" % (type(error).__name__, error)] * 2
     assert findings == [] and api.containers == {} and api.networks == set()
     assert len(api.removed()) == 2
@@ -548,11 +548,11 @@ def test_containers_are_removed_when_a_probe_fails(stage, error):
 def test_non_zero_exit_and_garbage_output_are_errors_and_removed():
     api = FakeApi([b"not json\n"])
     api.exit_code = 1
-    probes, _, _ = run_runner(api, services=False)
+    probes, _findings, _workload = run_runner(api, services=False)
     assert probes[0]["error"] == "the probe exited with 1: RuntimeError: boom"
     assert api.containers == {}
     api = FakeApi([b"Segmentation fault\n"])
-    probes, _, _ = run_runner(api, services=False)
+    probes, _findings, _workload = run_runner(api, services=False)
     assert probes[0]["error"].startswith("the probe's output is not JSON")
     assert api.containers == {}
 
@@ -560,7 +560,7 @@ def test_non_zero_exit_and_garbage_output_are_errors_and_removed():
 def test_create_failure_removes_by_name_and_ignores_not_found():
     api = FakeApi()
     api.fail["create"] = RuntimeError("network hgr-x not found")
-    probes, _, _ = run_runner(api, services=False)
+    probes, _findings, _workload = run_runner(api, services=False)
     assert probes[0]["error"] == "RuntimeError: network hgr-x not found"
     assert api.removed() == [("remove", "hgr-probe-t0k3n-job", True, True)]
 
@@ -568,19 +568,19 @@ def test_create_failure_removes_by_name_and_ignores_not_found():
 def test_a_container_that_cannot_be_removed_is_an_error():
     api = FakeApi()
     api.fail["remove"] = RuntimeError("daemon gone")
-    probes, _, _ = run_runner(api, services=False)
+    probes, _findings, _workload = run_runner(api, services=False)
     assert probes[0]["error"] == "container hgr-probe-t0k3n-job could not be removed: daemon gone"
 
 
 def test_network_errors():
     api = FakeApi()
     api.fail["create_network"] = RuntimeError("pool exhausted")
-    probes, _, _ = run_runner(api)
+    probes, _findings, _workload = run_runner(api)
     assert [(p["container"], p["error"]) for p in probes] == [("network", "RuntimeError: pool exhausted")]
     assert api.networks == set() and not [c for c in api.calls if c[0] == "remove_network"]
     api = FakeApi()
     api.fail["remove_network"] = RuntimeError("in use")
-    probes, _, _ = run_runner(api)
+    probes, _findings, _workload = run_runner(api)
     assert probes[-1]["container"] == "network"
     assert probes[-1]["error"] == "network hgr-probe-t0k3n-net could not be removed: in use"
 
@@ -595,7 +595,7 @@ def test_no_network_is_created_without_per_build_networks():
 
 def test_a_config_the_runner_refuses_is_an_error_without_containers():
     api = FakeApi()
-    probes, _, _ = run_runner(api, hardened_runner(volumes=["/srv:/"]))
+    probes, _findings, _workload = run_runner(api, hardened_runner(volumes=["/srv:/"]))
     assert probes[0]["error"] == "volume '/srv:/' targets /; GitLab Runner refuses it" and api.calls == []
 
 
@@ -605,7 +605,7 @@ def test_workload_steps_are_returned_with_what_they_need():
         {"step": "run an interpreter (python3 -c)", "ok": True, "detail": "python3 printed 45", "error": None},
         {"step": "su to another user", "ok": False, "detail": None, "error": "su: cannot set groups"}]
     api = FakeApi([out])
-    probes, _, workload = run_runner(api, services=False, workload=True)
+    probes, _findings, workload = run_runner(api, services=False, workload=True)
     assert json.loads([c[1] for c in api.calls if c[0] == "create"][0]["command"][0])["workload"] is True
     assert "workload" not in probes[0]["result"]
     assert [(w["runner"], w["step"], w["ok"]) for w in workload] == [
@@ -785,7 +785,7 @@ def test_checks_without_an_answer_are_noted():
     incomplete = output(setuid={"ran_as": None, "euid": None, "error": "helper missing: ENOENT"},
                         sockets={"found": [], "entries": 20001, "truncated": True})
     api = FakeApi([incomplete])
-    probes, findings, _ = run_runner(api, services=False)
+    probes, findings, _workload = run_runner(api, services=False)
     assert findings == []
     assert probes[0]["notes"] == [
         "job container: the setuid check did not run: helper missing: ENOENT",

@@ -28,7 +28,7 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config import build_document
 from ansible_collections.hardened.gitlab_runner.plugins.modules import runner_config_audit
 
-from test_policy_gate import DEFAULTS, SETTINGS, TOKEN
+from ansible_collections.hardened.gitlab_runner.tests.unit.plugins.filter.test_policy_gate import DEFAULTS, SETTINGS, TOKEN
 
 SECTIONS = ("docker", "kubernetes", "ssh", "machine", "autoscaler", "feature_flags", "virtualbox", "parallels")
 
@@ -316,8 +316,8 @@ CONTROLS = [
     ("k8s_defaults", R("kubernetes"), None, None),
     ("k8s_non_root", K(pod_security_context={"run_as_user": 1000, "run_as_non_root": True}), None, None),
     ("k8s_context_drop_all", K(build_container_security_context={"capabilities": {"drop": ["ALL"]},
-                                                                  "allow_privilege_escalation": False,
-                                                                  "run_as_user": 1000}), None, None),
+                                                                 "allow_privilege_escalation": False,
+                                                                 "run_as_user": 1000}), None, None),
     ("k8s_empty_dir", K(volumes={"empty_dir": [{"name": "scratch", "mount_path": "/scratch"}]}), None, None),
     ("k8s_harmless_patch", PATCH('{"nodeSelector": {"pool": "ci"}}'), None, None),
     ("k8s_patch_hardening", PATCH('{"containers": [{"name": "build", "securityContext": {"privileged": false, '
@@ -353,7 +353,7 @@ def written_straight(given, defaults, settings):
 
 
 def audit_findings(document):
-    findings, _ = runner_config_audit.evaluate(document, "/etc/gitlab-runner/config.toml")
+    findings, _runners = runner_config_audit.evaluate(document, "/etc/gitlab-runner/config.toml")
     return findings
 
 

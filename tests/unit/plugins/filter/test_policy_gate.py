@@ -191,6 +191,14 @@ def test_runner_managed_fields_are_kept_only_for_the_same_token():
     assert "id" not in rotated["runners"][0]
 
 
+def test_a_datetime_field_with_a_trailing_newline_stays_a_quoted_string():
+    """Only a whole RFC 3339 text is written bare; "...Z\\n" (a regex `$` would accept it) is quoted."""
+    existing = {"runners": [{"name": "r1", "token": TOKEN + "r1", "token_obtained_at": "2025-01-02T03:04:05Z\n"}]}
+    text = toml_document(runner_config_document([runner()], SETTINGS, DEFAULTS, existing))
+    assert 'token_obtained_at = "2025-01-02T03:04:05Z\\n"\n' in text
+    assert tomllib.loads(text)["runners"][0]["token_obtained_at"] == "2025-01-02T03:04:05Z\n"
+
+
 def test_injection_through_a_runner_name_yields_exactly_the_runners_given():
     evil = 'x"\n[[runners]]\nname = "evil'
     doc = runner_config_document([runner(evil), runner("second")], SETTINGS, DEFAULTS, None)
@@ -211,7 +219,7 @@ def test_every_key_the_role_can_emit_is_recognized_by_gitlab_runner():
         runner("ssh-all", executor="ssh", ssh={"host": "vm", "port": "22", "user": "ci",
                                                "identity_file": "/k", "known_hosts_file": "/kh"}),
         runner("machine-all", executor="docker+machine", machine={"IdleCount": 0, "MachineDriver": "none",
-                                                                   "MachineName": "m-%s"}),
+                                                                  "MachineName": "m-%s"}),
         runner("autoscaler-all", executor="docker-autoscaler", autoscaler={"plugin": "aws", "capacity_per_instance": 1,
                                                                            "max_instances": 2}),
     ]

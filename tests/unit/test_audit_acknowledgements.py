@@ -8,8 +8,6 @@ by taking its name.
 """
 
 import json
-import os
-import sys
 
 import pytest
 
@@ -20,9 +18,8 @@ from ansible_collections.hardened.gitlab_runner.plugins.filter.runner_config imp
     toml_document,
 )
 from ansible_collections.hardened.gitlab_runner.plugins.modules import runner_config_audit
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
-from test_policy_gate import DEFAULTS, SETTINGS, TOKEN  # noqa: E402  (the gate tests' role defaults)
+# The gate tests' role defaults.
+from ansible_collections.hardened.gitlab_runner.tests.unit.plugins.filter.test_policy_gate import DEFAULTS, SETTINGS, TOKEN
 
 PRIVILEGED = {"name": "dind", "url": "https://gitlab.example.test", "token": TOKEN + "-dind", "executor": "docker",
               "docker": {"privileged": True},
