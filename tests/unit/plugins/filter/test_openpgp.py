@@ -39,10 +39,18 @@ class KeyFactory(object):
 
     def __init__(self, home):
         self.home = str(home)
+        self.agent_allowed = True
+
+    def stop_agent(self):
+        """Stop this home's gpg-agent and start none again (see the keys fixture)."""
+        subprocess.run(["gpgconf", "--homedir", self.home, "--kill", "all"], capture_output=True, check=False)
+        self.agent_allowed = False
 
     def run(self, *args, stdin=None, faked_time=None):
         command = [GPG, "--homedir", self.home, "--batch", "--no-tty",
                    "--pinentry-mode", "loopback", "--passphrase", ""]
+        if not self.agent_allowed:
+            command.append("--no-autostart")
         if faked_time is not None:
             command += ["--faked-system-time", "%d!" % faked_time]
         command += list(args)
@@ -163,7 +171,15 @@ def keys(tmp_path_factory):
         made["expired"] = expired
         made["expired_asc"] = gpg.export(expired)
 
-        made["gpg"] = gpg
+        # What gpg itself lists, for test_fingerprints_match_gpg.
+        made["listings"] = {name: gpg.listing(made[name]) for name in ("pinned", "other", "trick")}
+        # The agent and the home go now, not at teardown: ansible-test units runs every test
+        # in a forked process that never reaches this fixture's teardown, and each
+        # agent left behind holds two of the user's 128 inotify instances (systemd
+        # test containers then fail to boot with "Too many open files"). Everything
+        # the tests need is in memory by now.
+        gpg.stop_agent()
+        shutil.rmtree(home, ignore_errors=True)
         yield made
     finally:
         subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"],
@@ -403,7 +419,7 @@ def test_fingerprints_match_gpg(keys):
     listed = {key["fingerprint"]: key["subkeys"] for key in openpgp_keys(content)}
     expected = {}
     for name in ("pinned", "other", "trick"):
-        primary, subkeys, _created = keys["gpg"].listing(keys[name])
+        primary, subkeys, _created = keys["listings"][name]
         expected[primary] = subkeys
     assert listed == expected
     for fingerprint in listed:
