@@ -249,17 +249,10 @@ def test_acknowledged_findings_become_info_with_reason_and_others_stay():
     assert forged == findings
 
 
-def test_the_role_template_itself_renders_recognized_keys_only():
-    """Render roles/gitlab_runner/templates/config.toml.j2 as the role does, every option set."""
-    import jinja2
+def test_the_role_rendering_itself_renders_recognized_keys_only():
+    """Render config.toml as the role does (the runner_config action's render()), every option set."""
+    from ansible_collections.hardened.gitlab_runner.plugins.action.runner_config import render
 
-    from ansible_collections.hardened.gitlab_runner.plugins.filter import runner_config, toml
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, "templates")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    for module in (runner_config, toml):
-        for name, func in module.FilterModule().filters().items():
-            env.filters["hardened.gitlab_runner." + name] = func
     everything = [
         runner("d", limit=1, request_concurrency=1, output_limit=1, environment=["A=1"], builds_dir="/b",
                cache_dir="/c", shell="bash", clone_url="https://g.example.test",
@@ -275,16 +268,12 @@ def test_the_role_template_itself_renders_recognized_keys_only():
     ]
     settings = dict(SETTINGS, session_server={"listen_address": "127.0.0.1:8093", "advertise_address": "r:8093",
                                               "session_timeout": 1800})
-    text = env.get_template("config.toml.j2").render(
-        ansible_managed="Ansible managed", gitlab_runner_runners=everything,
-        __gitlab_runner_settings=settings, __gitlab_runner_defaults=DEFAULTS, __gitlab_runner_existing={})
+    text = render(runner_config_document(everything, settings, DEFAULTS, {}))
     parsed = tomllib.loads(text)
     assert unknown_keys(parsed) == []
     assert [r["name"] for r in parsed["runners"]] == ["d", "s", "ssh", "m", "a", "k", "c"]
     # The rendering is deterministic: the same input gives the same file (no flapping).
-    again = env.get_template("config.toml.j2").render(
-        ansible_managed="Ansible managed", gitlab_runner_runners=everything,
-        __gitlab_runner_settings=settings, __gitlab_runner_defaults=DEFAULTS, __gitlab_runner_existing={})
+    again = render(runner_config_document(everything, settings, DEFAULTS, {}))
     assert again == text
 
 

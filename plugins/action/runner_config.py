@@ -1,0 +1,170 @@
+"""Action plugin: build, gate, validate and atomically write GitLab Runner's config.toml.
+
+One task does what the role did in six (stat, slurp, a set_fact over the gate
+filter, an assert, a template and a copy): it reads the current config.toml
+from the host, builds the wanted document on the controller (the runners'
+input, the role's secure defaults, and the runner-managed id/token_* fields of
+the current file), runs the policy gate, and only when ``gate_only`` is false
+and the gate passes, writes the file (0600 root:root, atomically, only when its
+content changed) with the acknowledgements file next to it.
+
+Written by hand rather than with the template and copy actions because the
+content holds runner tokens: here it never becomes a task argument, a
+registered variable, a diff or a log line. The result carries the gate's
+verdict (which holds no token), never the content. Every failure message is
+built from the gate's token-free texts or from fixed strings.
+"""
+
+import base64
+import hashlib
+import json
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover - ansible-core 2.19 needs Python 3.11+ on the controller
+    tomllib = None
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_bytes
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.hardened.gitlab_runner.plugins.filter.runner_config import from_toml
+from ansible_collections.hardened.gitlab_runner.plugins.filter.toml import toml_key, toml_value
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config import (
+    ConfigError,
+    build_document,
+    gate,
+    to_toml_document,
+)
+
+ARGUMENT_SPEC = {
+    "runners": {"type": "list", "elements": "raw", "required": True},
+    "settings": {"type": "dict", "default": {}},
+    "defaults": {"type": "dict", "default": {}},
+    "path": {"type": "str", "required": True},
+    "acknowledgements_path": {"type": "str"},
+    "gate_only": {"type": "bool", "default": False},
+}
+
+HEADER = (
+    "# Managed by hardened.gitlab_runner (role gitlab_runner): changes made here are\n"
+    "# replaced on its next run. Every key and value goes through the collection's TOML\n"
+    "# filters. GitLab Runner's own id/token_* fields are kept.\n"
+)
+
+NOTHING_CHANGED = "gitlab_runner: config.toml not written, nothing changed."
+
+
+def render(document):
+    """The config.toml text of ``document`` (with the header), checked to parse as TOML."""
+    text = HEADER + to_toml_document(document, toml_value, toml_key)
+    if not text.endswith("\n"):
+        text += "\n"
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - the serializer quotes everything
+        # The message of tomllib names a line and column only, never the text.
+        raise AnsibleActionFail("%s The rendered document does not parse as TOML (%s)." % (NOTHING_CHANGED, exc))
+    return text
+
+
+def acknowledgements_text(verdict):
+    return json.dumps({"acknowledged": verdict["acknowledged"]}, indent=4, sort_keys=True) + "\n"
+
+
+class ActionModule(ActionBase):
+    """See the module documentation in plugins/modules/runner_config.py."""
+
+    TRANSFERS_FILES = True
+
+    def _module(self, name, args, task_vars):
+        return self._execute_module(module_name=name, module_args=args, task_vars=task_vars)
+
+    def _stat(self, path, task_vars, checksum=False):
+        result = self._module("ansible.legacy.stat", {"path": path, "follow": False, "get_checksum": checksum,
+                                                     "get_mime": False, "get_attributes": False}, task_vars)
+        if result.get("failed"):
+            raise AnsibleActionFail("gitlab_runner: cannot look at %s: %s. Nothing was changed."
+                                    % (path, result.get("msg", "stat failed")))
+        return result["stat"]
+
+    def _read_current(self, path, task_vars):
+        """(stat, bytes or None) of the current config.toml; refuses anything but a regular file."""
+        stat = self._stat(path, task_vars)
+        if not stat.get("exists"):
+            return stat, None
+        if not stat.get("isreg"):
+            raise AnsibleActionFail("gitlab_runner: %s exists but is not a regular file; move it away first. "
+                                    "Nothing was changed." % path)
+        result = self._module("ansible.legacy.slurp", {"src": path}, task_vars)
+        if result.get("failed"):
+            raise AnsibleActionFail("gitlab_runner: cannot read %s: %s. Nothing was changed."
+                                    % (path, result.get("msg", "slurp failed")))
+        return stat, base64.b64decode(result["content"])
+
+    def _needs_write(self, stat, current, wanted):
+        if current is None or current != wanted:
+            return True
+        return not (stat.get("mode") == "0600" and stat.get("uid") == 0 and stat.get("gid") == 0)
+
+    def _write(self, path, data, task_vars):
+        """Put ``data`` at ``path`` (0600 root:root) with the copy module's atomic replace."""
+        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+        remote = self._connection._shell.join_path(tmpdir, "source")
+        self._transfer_data(remote, data)
+        self._fixup_perms2((tmpdir, remote))
+        result = self._module("ansible.legacy.copy", {
+            "src": remote, "dest": path, "owner": "root", "group": "root", "mode": "0600",
+            "_original_basename": path.rsplit("/", 1)[-1], "follow": False,
+        }, task_vars)
+        if result.get("failed"):
+            # The copy module's message names paths and the OS error, never the content.
+            raise AnsibleActionFail("gitlab_runner: writing %s failed: %s" % (path, result.get("msg", "copy failed")))
+        return bool(result.get("changed"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        path = args["path"]
+        try:
+            stat, current = self._read_current(path, task_vars)
+            existing = from_toml(current.decode("utf-8", errors="replace"), strict=False) if current else {}
+            try:
+                document = build_document(args["settings"], args["runners"], args["defaults"], existing)
+            except ConfigError as exc:
+                raise AnsibleActionFail("%s %s" % (NOTHING_CHANGED, exc))
+            verdict = dict(gate(document, args["runners"]))
+            verdict["errors"] = []
+            # Ansible takes a result's "warnings" for its own (and prints them as
+            # deprecation-style warnings): the gate's are returned as "notices".
+            verdict["notices"] = verdict.pop("warnings")
+            result.update(verdict)
+            if verdict["refusals"]:
+                result.update(failed=True, msg="%s %s" % (NOTHING_CHANGED, " | ".join(verdict["refusals"])))
+                return result
+            if args["gate_only"]:
+                result["changed"] = False
+                return result
+
+            wanted = to_bytes(render(document))
+            config_changed = self._needs_write(stat, current, wanted)
+            if config_changed and not self._task.check_mode:
+                self._write(path, wanted, task_vars)
+            ack_changed = False
+            if args["acknowledgements_path"]:
+                ack_path = args["acknowledgements_path"]
+                ack = to_bytes(acknowledgements_text(verdict))
+                ack_stat = self._stat(ack_path, task_vars, checksum=True)
+                if not (ack_stat.get("exists") and ack_stat.get("checksum") == hashlib.sha1(ack).hexdigest()
+                        and ack_stat.get("mode") == "0600" and ack_stat.get("uid") == 0 and ack_stat.get("gid") == 0):
+                    ack_changed = True
+                    if not self._task.check_mode:
+                        self._write(ack_path, ack, task_vars)
+            # An acknowledgement's reason lives only in the acknowledgements file:
+            # a new reason changes the task (and reloads the service) too.
+            result.update(changed=config_changed or ack_changed, config_changed=config_changed,
+                          acknowledgements_changed=ack_changed)
+            return result
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation of the runner_config action (plugins/action/runner_config.py)."""
+
+DOCUMENTATION = r"""
+---
+module: runner_config
+short_description: Build, gate and atomically write GitLab Runner's config.toml
+version_added: 0.1.0
+description:
+  - Reads the current config.toml from the host, builds the wanted document on the controller from
+    O(runners), O(settings) and the secure O(defaults) (keeping GitLab Runner's own C(id) and
+    C(token_*) fields of a runner whose token did not change), and checks it against the
+    collection's policy catalog.
+  - A refused setting, or input that cannot be built, fails the task with a message that names the
+    runner, the setting, the policy and the acknowledgement that unlocks it, and changes nothing.
+  - Unless O(gate_only), writes the document (0600 root:root, through a temporary file and an atomic
+    rename) only when its content or mode differs, and the accepted exceptions to
+    O(acknowledgements_path).
+  - Runner tokens never appear in the task's result, its messages, a diff or the host's log.
+    This is the action behind the gitlab_runner role's config.toml tasks.
+options:
+  runners:
+    description: The role's C(gitlab_runner_runners) list (see the role's argument spec).
+    type: list
+    elements: raw
+    required: true
+  settings:
+    description: Global keys (C(concurrent), C(check_interval), C(log_level), C(log_format), C(shutdown_timeout),
+      C(listen_address), C(session_server), C(connection_max_age)).
+    type: dict
+    default: {}
+  defaults:
+    description: Secure defaults merged under each runner (C(docker), C(kubernetes), C(feature_flags), C(runner),
+      C(cap_drop_extra)).
+    type: dict
+    default: {}
+  path:
+    description: Path of config.toml on the host. Anything there but a regular file is refused.
+    type: str
+    required: true
+  acknowledgements_path:
+    description: Where to record the accepted exceptions (JSON, 0600) for the audit; unset records none.
+    type: str
+  gate_only:
+    description: Only read, build and gate; write nothing.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reads and gates as usual, reports whether the files would change, writes nothing.
+  diff_mode:
+    support: none
+    description: The file holds runner tokens; no diff is ever shown.
+  platform:
+    platforms: posix
+    support: full
+    description: Debian-family hosts, as the role.
+author:
+  - hardened.gitlab_runner maintainers (@hardened)
+"""
+
+EXAMPLES = r"""
+- name: Check the wanted config.toml against the policy catalog
+  hardened.gitlab_runner.runner_config:
+    runners: "{{ gitlab_runner_runners }}"
+    path: /etc/gitlab-runner/config.toml
+    gate_only: true
+  register: gate
+
+- name: Write config.toml
+  hardened.gitlab_runner.runner_config:
+    runners: "{{ gitlab_runner_runners }}"
+    path: /etc/gitlab-runner/config.toml
+    acknowledgements_path: /etc/gitlab-runner/hardened-acknowledgements.json
+  notify: Reload gitlab-runner
+"""
+
+RETURN = r"""
+refusals:
+  description: Refused settings, one text each (the task fails when there is one).
+  type: list
+  elements: str
+  returned: always
+notices:
+  description: Warnings and accepted exceptions, one text each (the gate filter calls them C(warnings)).
+  type: list
+  elements: str
+  returned: always
+acknowledged:
+  description: Accepted exceptions with runner, id, setting, evidence, acknowledgement and reason.
+  type: list
+  elements: dict
+  returned: always
+findings:
+  description: Every finding of the policy catalog for the wanted document.
+  type: list
+  elements: dict
+  returned: always
+errors:
+  description: Always empty (input errors fail the task); kept for callers of the gate filter's result shape.
+  type: list
+  elements: str
+  returned: always
+config_changed:
+  description: Whether config.toml was (or in check mode would be) written.
+  type: bool
+  returned: unless gate_only
+acknowledgements_changed:
+  description: Whether the acknowledgements file was (or would be) written.
+  type: bool
+  returned: unless gate_only
+"""
