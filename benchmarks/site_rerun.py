@@ -110,10 +110,12 @@ class Bench:
         (self.workdir / "floor.yml").write_text(FLOOR)
         (self.workdir / "runner_only.yml").write_text(RUNNER_ONLY)
 
-    def play(self, label, *args):
+    def play(self, label, *args, profile=False):
         """One ansible-playbook run; returns (wall seconds, {host: recap counts})."""
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(CHECKOUT / ".collections"),
                    ANSIBLE_CONFIG=str(CHECKOUT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="10")
+        if profile:
+            env.update(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="200")
         playbook = Path(sys.executable).parent / "ansible-playbook"
         cmd = [str(playbook) if playbook.exists() else "ansible-playbook", "-i", str(self.workdir / "inventory.yml")]
         began = time.monotonic()
@@ -124,6 +126,9 @@ class Bench:
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-5000:])
             raise RuntimeError("%s failed (rc=%d)" % (label, proc.returncode))
+        if profile:
+            recap = proc.stdout[proc.stdout.find("TASKS RECAP"):]
+            print("site_rerun: the slowest tasks of %s (profile_tasks):\n%s" % (label, recap.strip()), flush=True)
         recaps = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3))} for m in re.finditer(
             r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)", proc.stdout, re.M)}
         return seconds, recaps
@@ -139,6 +144,9 @@ def repository_requests(host, since):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--skip-runners-scale", action="store_true", help="do not run runners_scale.py afterwards")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the slowest tasks of a third, profiled converge (untimed)")
+    parser.add_argument("--no-audit", action="store_true", help="stop after the converges")
     args = parser.parse_args()
     fingerprint_file = CHECKOUT / "tests/fixtures/.build/fingerprint"
     if shutil.which("docker") is None or not fingerprint_file.is_file():
@@ -154,27 +162,41 @@ def main():
         print("site_rerun: starting the runner host %s (Debian 12)" % MAIN, flush=True)
         # The engine in the host needs route_localnet on its bridges (userland-proxy off), as in make demo.
         bench.start_host(MAIN, "--sysctl", "net.ipv4.conf.default.route_localnet=1")
-        floor, _ = bench.play("floor", "--limit", MAIN, "floor.yml")
+        floor = bench.play("floor", "--limit", MAIN, "floor.yml")[0]
         rows.append(("floor: facts and one ping", floor, ""))
         first, recaps = bench.play("site-first", "--limit", MAIN, "hardened.gitlab_runner.site")
         rows.append(("site.yml, first converge", first, "changed=%d" % recaps[MAIN]["changed"]))
         since = now()
         second, recaps = bench.play("site-second", "--limit", MAIN, "hardened.gitlab_runner.site")
+        if args.profile:
+            bench.play("site-profile", "--limit", MAIN, "hardened.gitlab_runner.site", profile=True)
         requests = repository_requests(MAIN, since)
         rows.append(("site.yml, second converge", second, "changed=%d, repository requests=%d" % (
             recaps[MAIN]["changed"], len(requests))))
         rows.append(("ratio second / floor", second / floor, ""))
-        one, _ = bench.play("audit-1", "--limit", MAIN, "hardened.gitlab_runner.audit")
-        rows.append(("audit.yml, 1 host", one, "%.2f s per host" % one))
-        print("site_rerun: starting 9 more hosts for the 10-host audit", flush=True)
-        for name in EXTRA:
-            bench.start_host(name)
-        bench.play("audit-hosts-converge", "--limit", ",".join(EXTRA), "runner_only.yml")
-        ten, recaps = bench.play("audit-10", "hardened.gitlab_runner.audit")
-        rows.append(("audit.yml, 10 hosts", ten, "%.2f s per host (%d hosts)" % (ten / len(recaps.keys() - {"localhost"}),
-                                                                           len(recaps.keys() - {"localhost"}))))
+        if not args.no_audit:
+            audit(bench, rows)
     finally:
         bench.stop()
+    report(rows, args)
+    return 0
+
+
+def audit(bench, rows):
+    """The audit alone: on the runner host, then on ten hosts."""
+    one = bench.play("audit-1", "--limit", MAIN, "hardened.gitlab_runner.audit")[0]
+    rows.append(("audit.yml, 1 host", one, "%.2f s per host" % one))
+    print("site_rerun: starting 9 more hosts for the 10-host audit", flush=True)
+    for name in EXTRA:
+        bench.start_host(name)
+    bench.play("audit-hosts-converge", "--limit", ",".join(EXTRA), "runner_only.yml")
+    ten, recaps = bench.play("audit-10", "hardened.gitlab_runner.audit")
+    audited = len(recaps.keys() - {"localhost"})
+    rows.append(("audit.yml, 10 hosts", ten, "%.2f s per host (%d hosts)" % (ten / audited, audited)))
+
+
+def report(rows, args):
+    """Print the figures (and run runners_scale.py unless skipped)."""
     cpus = os.cpu_count()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
     print()
@@ -185,9 +207,7 @@ def main():
         print("  %-28s %8.2f %s  %s" % (label, value, unit, note))
     if not args.skip_runners_scale:
         print("\nrunners_scale.py (1 vs 50 runners, one repeat):", flush=True)
-        return subprocess.run([sys.executable, str(CHECKOUT / "benchmarks/runners_scale.py"), "--repeat", "1"],
-                              check=False).returncode
-    return 0
+        subprocess.run([sys.executable, str(CHECKOUT / "benchmarks/runners_scale.py"), "--repeat", "1"], check=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ from the host, builds the wanted document on the controller (the runners'
 input, the role's secure defaults, and the runner-managed id/token_* fields of
 the current file), runs the policy gate, and only when ``gate_only`` is false
 and the gate passes, writes the file (0600 root:root, atomically, only when its
-content changed) with the acknowledgements file next to it.
+content changed) with the acknowledgements file next to it. Unknown keys are
+judged by the key list of ``runner_version`` (the pinned version), else of
+the version of the gitlab-runner package installed on the host (one
+``dpkg-query`` over the connection, no module), else by the newest list; the
+result's ``key_list`` and first notice say which.
 
 Written by hand rather than with the template and copy actions because the
 content holds runner tokens: here it never becomes a task argument, a
@@ -44,7 +48,11 @@ ARGUMENT_SPEC = {
     "path": {"type": "str", "required": True},
     "acknowledgements_path": {"type": "str"},
     "gate_only": {"type": "bool", "default": False},
+    "runner_version": {"type": "str", "default": ""},
 }
+
+# The installed package's state and version; no output (rc 1) when it is not known to dpkg.
+INSTALLED_VERSION = "dpkg-query -W -f='${db:Status-Abbrev}|${Version}' gitlab-runner 2>/dev/null"
 
 HEADER = (
     "# Managed by hardened.gitlab_runner (role gitlab_runner): changes made here are\n"
@@ -81,8 +89,8 @@ class ActionModule(ActionBase):
         return self._execute_module(module_name=name, module_args=args, task_vars=task_vars)
 
     def _stat(self, path, task_vars, checksum=False):
-        result = self._module("ansible.legacy.stat", {"path": path, "follow": False, "get_checksum": checksum,
-                                                     "get_mime": False, "get_attributes": False}, task_vars)
+        args = {"path": path, "follow": False, "get_checksum": checksum, "get_mime": False, "get_attributes": False}
+        result = self._module("ansible.legacy.stat", args, task_vars)
         if result.get("failed"):
             raise AnsibleActionFail("gitlab_runner: cannot look at %s: %s. Nothing was changed."
                                     % (path, result.get("msg", "stat failed")))
@@ -101,6 +109,15 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("gitlab_runner: cannot read %s: %s. Nothing was changed."
                                     % (path, result.get("msg", "slurp failed")))
         return stat, base64.b64decode(result["content"])
+
+    def _installed_version(self):
+        """The version of the gitlab-runner package installed on the host, or '' (not installed, no dpkg)."""
+        result = self._low_level_execute_command(INSTALLED_VERSION, sudoable=False)
+        out = result.get("stdout") or ""
+        if result.get("rc") != 0 or "|" not in out:
+            return ""
+        status, version = out.strip().split("|", 1)
+        return version.strip() if status.startswith(("ii", "hi")) else ""
 
     def _needs_write(self, stat, current, wanted):
         if current is None or current != wanted:
@@ -134,11 +151,16 @@ class ActionModule(ActionBase):
                 document = build_document(args["settings"], args["runners"], args["defaults"], existing)
             except ConfigError as exc:
                 raise AnsibleActionFail("%s %s" % (NOTHING_CHANGED, exc))
-            verdict = dict(gate(document, args["runners"]))
+            version, origin = args["runner_version"].strip(), "pinned"
+            if not version:
+                version, origin = self._installed_version(), "installed"
+            verdict = dict(gate(document, args["runners"], version, origin,
+                                "none is pinned, and gitlab-runner is not installed on the host yet"))
             verdict["errors"] = []
             # Ansible takes a result's "warnings" for its own (and prints them as
             # deprecation-style warnings): the gate's are returned as "notices".
-            verdict["notices"] = verdict.pop("warnings")
+            # The first notice says which key list unknown keys were checked against.
+            verdict["notices"] = [verdict["key_list"]["text"]] + verdict.pop("warnings")
             result.update(verdict)
             if verdict["refusals"]:
                 result.update(failed=True, msg="%s %s" % (NOTHING_CHANGED, " | ".join(verdict["refusals"])))

@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - used outside Ansible
     AnsibleFilterError = ValueError
 
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
+    AUDIT_MODULES,
     CATALOG,
     SEVERITIES,
 )
@@ -53,7 +54,10 @@ _MODULE_LABELS = {
     "config": "runner_config_audit",
     "host": "runner_host_audit",
     "docker": "docker_daemon_audit",
+    "network": "network_isolation_probe",
+    "job": "runner_job_probe",
 }
+_COLLECTION_PREFIX = "hardened.gitlab_runner."
 # Characters XML 1.0 cannot carry (even escaped), plus lone surrogates.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _MAX_ERROR = 1000
@@ -241,6 +245,14 @@ def audit_fleet_findings(hosts):
 # audit_report
 
 
+def _module_label(key):
+    """The module a key of a host's results names: config/host/docker/... or the module's (FQ) name."""
+    key = str(key)
+    if key.startswith(_COLLECTION_PREFIX):
+        key = key[len(_COLLECTION_PREFIX):]
+    return _MODULE_LABELS.get(key, key)
+
+
 def _module_results(value):
     """[(label, result or None)] for one host's entry of ``hosts_results``."""
     if value is None:
@@ -250,7 +262,7 @@ def _module_results(value):
             return []
         if any(key in value for key in _RESULT_KEYS):
             return [("audit", value)]
-        return [(_MODULE_LABELS.get(str(k), str(k)), v) for k, v in value.items()]
+        return [(_module_label(k), v) for k, v in value.items()]
     if _is_seq(value):
         return [("audit module #%d" % (n + 1), v) for n, v in enumerate(value)]
     return [("audit", None)]
@@ -304,13 +316,14 @@ def _counts(findings):
 
 
 def _host_entry(value, fleet_findings, redact):
-    findings, runners, errors = [], [], []
+    findings, runners, errors, modules = [], [], [], {}
     runner_version, job_user, config_path = None, {}, None
     results = _module_results(value)
     if not results:
         errors.append("no audit result for this host (it was not audited)")
     for label, result in results:
         error = _result_error(label, result)
+        modules[_text(label, redact)] = "failed" if error or modules.get(label) == "failed" else "ran"
         if error:
             errors.append(_text(error, redact))
             continue
@@ -343,6 +356,7 @@ def _host_entry(value, fleet_findings, redact):
         "job_user": job_user,
         "runners": runners,
         "config_path": config_path,
+        "modules": modules,
         "error": error,
     }
 
@@ -364,8 +378,12 @@ def audit_report(hosts_results, fleet=None, threshold=DEFAULT_THRESHOLD, fail_on
 
     Returns ``{"threshold", "hosts": {host: {"findings", "totals",
     "runner_version", "job_user", "runners": [{"name", "executor"}],
-    "config_path", "error"}}, "totals": {severity: count}, "errors": [hosts],
-    "failing": int, "failed": bool}``, hosts sorted by name, without hashes.
+    "config_path", "modules", "error"}}, "totals": {severity: count},
+    "errors": [hosts], "failing": int, "failed": bool}``, hosts sorted by
+    name, without hashes. ``modules`` maps each audit module with a result
+    for the host to ``ran`` or ``failed`` (by name: a key ``config``,
+    ``host``, ``docker``, ``network`` or ``job`` stands for its module), so a
+    report can tell the checks no module of the run evaluated there.
     """
     threshold = _threshold(threshold)
     if not isinstance(hosts_results, Mapping):
@@ -415,6 +433,7 @@ def audit_report(hosts_results, fleet=None, threshold=DEFAULT_THRESHOLD, fail_on
 
 
 def _report_hosts(report):
+    """[(host, findings, error or None, modules or None)], hosts sorted by name."""
     hosts = report.get("hosts") if isinstance(report, Mapping) else None
     if not isinstance(hosts, Mapping):
         return []
@@ -426,7 +445,9 @@ def _report_hosts(report):
         findings = entry.get("findings")
         findings = [_normalize_finding(f) for f in (findings if _is_seq(findings) else [])]
         error = entry.get("error")
-        out.append((str(host), findings, _text(error) if error not in (None, "") else None))
+        modules = entry.get("modules")
+        modules = dict((_module_label(m), str(v)) for m, v in modules.items()) if isinstance(modules, Mapping) else None
+        out.append((str(host), findings, _text(error) if error not in (None, "") else None, modules))
     return out
 
 
@@ -458,22 +479,50 @@ def _failure_message(finding):
     return text or finding["title"]
 
 
+def _unchecked(policy, modules, error):
+    """Why ``policy`` shows no finding although it was not verified on the host, or None when it passed.
+
+    ``modules`` is the report entry's {module: "ran" or "failed"} (None when
+    the report does not say, or names a module this collection does not know).
+    """
+    if modules is None or policy is None:
+        return "not verified: the audit could not run completely" if error else None
+    if any(modules.get(name) == "ran" for name in policy.checked_by):
+        return None
+    failed = [name for name in policy.checked_by if name in modules]
+    if failed:
+        return "not verified: %s could not run completely" % " and ".join(failed)
+    return "not checked by this audit: %s (which checks %s) did not run for this host" % (
+        " or ".join(policy.checked_by), policy.id)
+
+
 def audit_junit(report):
     """The report as a JUnit XML document (a string, no XML declaration).
 
     One ``<testsuite>`` per host; in it one ``<testcase>`` per catalog check
     (``classname="hardened.gitlab_runner.<host>"``, ``name="GRxxx <title>"``)
-    with one ``<failure type="<severity>">`` per finding of that check. A host
-    with an ``error`` gets an extra testcase ``audit could not run`` holding an
-    ``<error>``, and its checks without findings are ``<skipped>`` rather than
-    passed (they were not verified). A finding whose id is not in the catalog
-    gets a testcase of its own.
+    with one ``<failure type="<severity>">`` per finding of that check at
+    severity ``low`` or above. ``info`` findings (the runner version, the key
+    list used, accepted exceptions) need no action: they go, one line each,
+    into the case's ``<system-out>`` and leave it passing. A check that no
+    audit module of this run evaluated on the host (the report entry's
+    ``modules`` against the catalog's ``checked_by``, e.g. the Docker checks
+    on a host without a Docker engine) is ``<skipped>``, not passed. A host
+    with an ``error`` gets an extra testcase ``audit could not run`` holding
+    an ``<error>``, and the checks without findings of the modules that
+    failed (all of them, when the report does not say which modules ran)
+    are ``<skipped>`` too: they were not verified. A finding whose id is not
+    in the catalog gets a testcase of its own.
     """
     root = ET.Element("testsuites", {"name": "hardened.gitlab_runner audit"})
+    known = set(AUDIT_MODULES)
     all_tests = all_failures = all_errors = all_skipped = 0
-    for host, findings, error in _report_hosts(report):
+    for host, findings, error, modules in _report_hosts(report):
         suite = ET.SubElement(root, "testsuite", {"name": _xml(host)})
         classname = _xml("hardened.gitlab_runner.%s" % host)
+        # Which modules ran: unknown when the report does not say, or names a module this collection does not know.
+        if modules is not None and not set(modules) <= known:
+            modules = None
         by_id = {}
         for finding in findings:
             by_id.setdefault(finding["id"], []).append(finding)
@@ -485,15 +534,23 @@ def audit_junit(report):
             name = "%s %s" % (check_id, title) if title != check_id else check_id
             case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _xml(name)})
             tests += 1
-            for finding in by_id.get(check_id, []):
+            found = by_id.get(check_id, [])
+            for finding in found:
+                if finding["severity"] == "info":
+                    continue
                 failure = ET.SubElement(case, "failure", {
                     "message": _xml(_failure_message(finding)),
                     "type": _xml(finding["severity"]),
                 })
                 failure.text = _xml(finding["guidance"] or "")
                 failures += 1
-            if error and not by_id.get(check_id):
-                ET.SubElement(case, "skipped", {"message": "not verified: the audit could not run completely"})
+            infos = [finding for finding in found if finding["severity"] == "info"]
+            if infos:
+                out = ET.SubElement(case, "system-out")
+                out.text = _xml("\n".join("info: %s" % _failure_message(finding) for finding in infos))
+            reason = None if found else _unchecked(policy, modules, error)
+            if reason:
+                ET.SubElement(case, "skipped", {"message": _xml(reason)})
                 skipped += 1
         if error:
             case = ET.SubElement(suite, "testcase", {"classname": classname, "name": "audit could not run"})
@@ -564,7 +621,7 @@ def audit_markdown(report):
     lines.append("| Host | " + " | ".join(order) + " | Audit |")
     lines.append("| --- | " + " | ".join("---:" for _severity in order) + " | --- |")
     sums = {severity: 0 for severity in SEVERITIES}
-    for host, findings, error in hosts:
+    for host, findings, error, _modules in hosts:
         counts = _counts(findings)
         for severity in SEVERITIES:
             sums[severity] += counts[severity]
@@ -572,7 +629,7 @@ def audit_markdown(report):
             _md_code(host), " | ".join(str(counts[s]) for s in order), "error" if error else "ok"))
     lines.append("| **Total** | %s | %d error(s) |" % (
         " | ".join("**%d**" % sums[s] for s in order), sum(1 for h in hosts if h[2])))
-    errored = [(host, error) for host, _findings, error in hosts if error]
+    errored = [(host, error) for host, _findings, error, _modules in hosts if error]
     if errored:
         lines += ["", "## Audit errors", ""]
         lines.append("These hosts could not be audited completely; checks without a finding there are not verified.")
@@ -581,7 +638,7 @@ def audit_markdown(report):
             lines.append("- %s: %s" % (_md_code(host, table=False), _md_code(error, table=False)))
     for severity in order:
         lines += ["", "## %s" % severity.capitalize(), ""]
-        rows = [(host, f) for host, findings, _error in hosts for f in findings if f["severity"] == severity]
+        rows = [(host, f) for host, findings, _error, _modules in hosts for f in findings if f["severity"] == severity]
         if not rows:
             lines.append("No findings.")
             continue

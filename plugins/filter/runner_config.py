@@ -21,6 +21,13 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_conf
     gate,
     to_toml_document,
 )
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config_schema import (
+    key_list_summary,
+    select_key_list,
+)
+
+
+_NO_VERSION = "none was given"
 
 
 def runner_config_document(runners, settings, defaults, existing=None):
@@ -31,18 +38,23 @@ def runner_config_document(runners, settings, defaults, existing=None):
         raise AnsibleFilterError("gitlab_runner: %s. Nothing was changed." % exc)
 
 
-def runner_policy_gate(runners, settings, defaults, existing=None):
+def runner_policy_gate(runners, settings, defaults, existing=None, runner_version=None):
     """Check role input and policies; never raises for bad input.
 
-    Returns {"errors": [...], "refusals": [...], "warnings": [...],
-    "acknowledged": [...], "findings": [...]}, free of tokens, so the caller can
-    print it while the task that computed it stays free of ``no_log``.
+    ``runner_version`` is the GitLab Runner version the configuration is for:
+    unknown keys are judged by its release line's key list (without one, the
+    newest list). Returns {"errors": [...], "refusals": [...], "warnings":
+    [...], "acknowledged": [...], "findings": [...], "key_list": {...}}, free
+    of tokens, so the caller can print it while the task that computed it
+    stays free of ``no_log``.
     """
+    version = str(runner_version) if runner_version not in (None, "") else None
     try:
         document = build_document(settings, runners, defaults, existing)
     except ConfigError as exc:
-        return {"errors": [str(exc)], "refusals": [], "warnings": [], "acknowledged": [], "findings": []}
-    result = dict(gate(document, runners))
+        return {"errors": [str(exc)], "refusals": [], "warnings": [], "acknowledged": [], "findings": [],
+                "key_list": key_list_summary(select_key_list(version, None, _NO_VERSION))}
+    result = dict(gate(document, runners, version, None, _NO_VERSION))
     result["errors"] = []
     return result
 

@@ -25,6 +25,7 @@ from collections import namedtuple
 from collections.abc import Mapping
 
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config_schema import (
+    NEWEST,
     format_key_path,
     unknown_keys,
 )
@@ -36,7 +37,17 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 #            named in `ack` (never, when `ack` is None);
 #   warn   - the gate lets it through with a warning;
 #   audit  - a property of the host, checked by the audit modules only.
-Policy = namedtuple("Policy", "id severity title guidance ack enforcement")
+# checked_by: the audit modules that evaluate it on a host (an audit report
+#   marks a check none of them ran for as not checked, never as passed).
+Policy = namedtuple("Policy", "id severity title guidance ack enforcement checked_by")
+
+# The audit modules, by what they look at.
+_CONFIG = ("runner_config_audit",)      # config.toml (evaluate_document; GR022 compares its hashes across hosts)
+_HOST = ("runner_host_audit",)          # files, the job user, the service, the installed version
+_DOCKER = ("docker_daemon_audit",)      # the Docker engine under docker-executor jobs
+_NETWORK = ("network_isolation_probe",)  # connection attempts from a job container
+_JOB = ("runner_job_probe",)            # what a real job container gets
+AUDIT_MODULES = _CONFIG + _HOST + _DOCKER + _NETWORK + _JOB
 
 _SEC = "GitLab Runner docs, Security of running jobs"
 _K8S = "GitLab Runner docs, Kubernetes executor (security contexts, volumes, pod spec)"
@@ -44,99 +55,100 @@ _CIS = "CIS Docker Benchmark"
 
 _POLICIES = (
     Policy("GR001", "high", "Shell executor runs jobs with the runner host's permissions",
-           _SEC + ": Usage of Shell executor", "trusted", "refuse"),
+           _SEC + ": Usage of Shell executor", "trusted", "refuse", _CONFIG),
     Policy("GR002", "critical", "Job containers run privileged (docker privileged, kubernetes privileged)",
-           _SEC + ": Usage of Docker executor; " + _K8S, "allow_privileged", "refuse"),
+           _SEC + ": Usage of Docker executor; " + _K8S, "allow_privileged", "refuse", _CONFIG + _JOB),
     Policy("GR003", "critical", "Service containers run privileged",
-           _SEC + ": Usage of Docker executor; " + _K8S, "allow_privileged", "refuse"),
+           _SEC + ": Usage of Docker executor; " + _K8S, "allow_privileged", "refuse", _CONFIG + _JOB),
     Policy("GR004", "high", "Images or services are allowed to run privileged",
-           _SEC + ": Usage of Docker executor", "allow_privileged", "refuse"),
+           _SEC + ": Usage of Docker executor", "allow_privileged", "refuse", _CONFIG),
     Policy("GR005", "medium", "Job containers get extra capabilities (cap_add)",
-           _SEC + ": Usage of Docker executor (cap_add/cap_drop)", "allow_capabilities", "refuse"),
+           _SEC + ": Usage of Docker executor (cap_add/cap_drop)", "allow_capabilities", "refuse", _CONFIG),
     Policy("GR006", "high", "Job containers keep SETUID, SETGID, NET_RAW or MKNOD (not dropped, or added back)",
-           _SEC + ": Usage of Docker executor (drop SETUID and SETGID)", None, "refuse"),
+           _SEC + ": Usage of Docker executor (drop SETUID and SETGID)", None, "refuse", _CONFIG + _JOB),
     Policy("GR007", "medium", "Job containers may gain privileges (no no-new-privileges / allowPrivilegeEscalation)",
-           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.25", None, "refuse"),
+           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.25", None, "refuse", _CONFIG + _JOB),
     Policy("GR008", "critical", "Job or service containers share a host namespace or run unconfined",
-           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.9, 5.15, 5.16, 5.21, 5.30", None, "refuse"),
+           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.9, 5.15, 5.16, 5.21, 5.30", None, "refuse", _CONFIG + _JOB),
     Policy("GR009", "critical", "A container runtime socket, or a directory holding one, is mounted into jobs",
-           _SEC + ": Systems with Docker installed; CIS Docker Benchmark 5.31", None, "refuse"),
+           _SEC + ": Systems with Docker installed; CIS Docker Benchmark 5.31", None, "refuse", _CONFIG + _JOB),
     Policy("GR010", "high", "A host path or a volume shared between jobs is mounted into jobs",
-           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.5", "allow_host_volumes", "refuse"),
+           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.5", "allow_host_volumes", "refuse", _CONFIG),
     Policy("GR011", "high", "Host devices or GPUs are passed into job or service containers",
-           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.17", "allow_privileged", "refuse"),
+           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.17", "allow_privileged", "refuse", _CONFIG + _JOB),
     Policy("GR012", "high", "Pull policy if-not-present or never lets jobs use other projects' private images",
-           _SEC + ": Usage of private Docker images with if-not-present pull policy", "trusted", "refuse"),
+           _SEC + ": Usage of private Docker images with if-not-present pull policy", "trusted", "refuse", _CONFIG),
     Policy("GR013", "high", "SSH connections do not check the host key (ssh, virtualbox, parallels: MITM)",
-           _SEC + ": Usage of SSH executor", None, "refuse"),
+           _SEC + ": Usage of SSH executor", None, "refuse", _CONFIG),
     Policy("GR014", "high", "Autoscaled machines are reused for more than one job",
-           _SEC + ": Network Segmentation / Cloning a runner (MaxBuilds = 1)", None, "refuse"),
+           _SEC + ": Network Segmentation / Cloning a runner (MaxBuilds = 1)", None, "refuse", _CONFIG),
     Policy("GR015", "high", "config.toml holds a key GitLab Runner does not recognize (silently ignored)",
-           "GitLab Runner docs, Advanced configuration", None, "refuse"),
+           "GitLab Runner docs, Advanced configuration; the key list of the runner's release line",
+           "allow_unknown_keys", "refuse", _CONFIG),
     Policy("GR016", "medium", "Docker jobs share a network (FF_NETWORK_PER_BUILD off, or network_mode set)",
-           _SEC + ": Network Segmentation", None, "warn"),
+           _SEC + ": Network Segmentation", None, "warn", _CONFIG),
     Policy("GR017", "low", "Job files are not cleaned up after jobs (FF_ENABLE_JOB_CLEANUP off)",
-           _SEC + ": GIT_STRATEGY fetch on shared hosts", None, "warn"),
+           _SEC + ": GIT_STRATEGY fetch on shared hosts", None, "warn", _CONFIG),
     Policy("GR018", "medium", "Metrics endpoint listens beyond loopback",
-           "GitLab Runner docs, Monitoring (listen_address)", None, "warn"),
+           "GitLab Runner docs, Monitoring (listen_address)", None, "warn", _CONFIG),
     Policy("GR019", "medium", "Interactive web terminal session server is enabled",
-           "GitLab Runner docs, Advanced configuration ([session_server])", None, "warn"),
+           "GitLab Runner docs, Advanced configuration ([session_server])", None, "warn", _CONFIG),
     Policy("GR020", "high", "config.toml or /etc/gitlab-runner is readable by others than root",
-           _SEC + ": Cloning a runner", None, "audit"),
+           _SEC + ": Cloning a runner", None, "audit", _HOST),
     Policy("GR021", "high", "The job user has sudo rights or is in a privileged group",
-           _SEC + ": Usage of Shell executor; Systems with Docker installed", None, "audit"),
+           _SEC + ": Usage of Shell executor; Systems with Docker installed", None, "audit", _HOST),
     Policy("GR022", "high", "The same runner token or system id is used on two hosts (cloned runner)",
-           _SEC + ": Cloning a runner", None, "audit"),
+           _SEC + ": Cloning a runner", None, "audit", _CONFIG),
     Policy("GR023", "high", "config.toml is missing, unreadable or not valid TOML",
-           "GitLab Runner docs, Advanced configuration", None, "audit"),
+           "GitLab Runner docs, Advanced configuration", None, "audit", _CONFIG),
     Policy("GR024", "medium", "The job user's home or builds directory is open to other users",
-           _SEC + ": Usage of Shell executor", None, "audit"),
+           _SEC + ": Usage of Shell executor", None, "audit", _HOST),
     Policy("GR025", "high", "A private SSH key is readable by the job user",
-           _SEC + ": Usage of Shell executor", None, "audit"),
+           _SEC + ": Usage of Shell executor", None, "audit", _HOST),
     Policy("GR026", "high", "The runner service runs shell jobs as root (no --user)",
-           _SEC + ": Usage of Shell executor", None, "audit"),
+           _SEC + ": Usage of Shell executor", None, "audit", _HOST),
     Policy("GR027", "info", "Installed GitLab Runner version",
-           "GitLab Runner docs, Install GitLab Runner", None, "audit"),
+           "GitLab Runner docs, Install GitLab Runner", None, "audit", _HOST + _CONFIG),
     Policy("GR028", "critical", "Jobs get capabilities or host mounts as strong as privileged (ALL, SYS_ADMIN, a bind of /)",
-           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.3, 5.5", "allow_privileged", "refuse"),
+           _SEC + ": Usage of Docker executor; CIS Docker Benchmark 5.3, 5.5", "allow_privileged", "refuse", _CONFIG + _JOB),
     Policy("GR029", "medium", "Service containers may gain privileges (services_security_opt without no-new-privileges)",
-           _SEC + ": Usage of Docker executor (services get no cap_drop); CIS Docker Benchmark 5.25", None, "refuse"),
+           _SEC + ": Usage of Docker executor (services get no cap_drop); CIS Docker Benchmark 5.25", None, "refuse", _CONFIG + _JOB),
     Policy("GR030", "medium", "Kubernetes job, helper or service containers are set to run as root (run_as_user 0)",
-           _K8S + "; " + _SEC + ": Usage of Docker executor (non-root user)", "allow_root", "refuse"),
+           _K8S + "; " + _SEC + ": Usage of Docker executor (non-root user)", "allow_root", "refuse", _CONFIG),
     Policy("GR031", "high", "A Kubernetes pod spec patch cannot be verified (patch_path, or not valid JSON/YAML)",
-           _K8S + " (pod_spec)", "allow_privileged", "refuse"),
+           _K8S + " (pod_spec)", "allow_privileged", "refuse", _CONFIG),
     Policy("GR032", "high", "Jobs may pick their Kubernetes namespace, service account or API token, or get the token mounted",
-           _K8S + " (overwrite settings)", "trusted", "refuse"),
+           _K8S + " (overwrite settings)", "trusted", "refuse", _CONFIG),
     # The Docker engine under docker-executor jobs (docker_daemon_audit).
     # Item numbers are those of CIS Docker Benchmark v1.6.0.
     Policy("GR033", "high", "Docker daemon does not default containers to no-new-privileges",
            _CIS + " 2.14; " + _SEC + ": Usage of Docker executor "
-           "(the daemon default is the only one that also reaches service containers)", None, "audit"),
+           "(the daemon default is the only one that also reaches service containers)", None, "audit", _DOCKER),
     Policy("GR034", "medium", "Containers on Docker's default bridge can reach each other (icc on)",
-           _CIS + " 2.2", None, "audit"),
+           _CIS + " 2.2", None, "audit", _DOCKER),
     Policy("GR035", "low", "Docker live-restore is off (restarting dockerd stops every job container)",
-           _CIS + " 2.15", None, "audit"),
+           _CIS + " 2.15", None, "audit", _DOCKER),
     Policy("GR036", "low", "Docker userland-proxy is on",
-           _CIS + " 2.16", None, "audit"),
+           _CIS + " 2.16", None, "audit", _DOCKER),
     Policy("GR037", "low", "Container logs are not rotated (json-file log driver without max-size)",
-           "Docker docs, JSON File logging driver (max-size, max-file); no CIS Docker Benchmark item", None, "audit"),
+           "Docker docs, JSON File logging driver (max-size, max-file); no CIS Docker Benchmark item", None, "audit", _DOCKER),
     Policy("GR038", "high", "Docker socket is open to others than root and the docker group",
-           _CIS + " 3.15, 3.16", None, "audit"),
+           _CIS + " 3.15, 3.16", None, "audit", _DOCKER),
     Policy("GR039", "high", "Users other than root are in the docker group (root-equivalent)",
-           _CIS + " 1.1.2; " + _SEC + ": Systems with Docker installed", None, "audit"),
+           _CIS + " 1.1.2; " + _SEC + ": Systems with Docker installed", None, "audit", _DOCKER),
     Policy("GR040", "critical", "Docker API listens on TCP without TLS client verification",
-           _CIS + " 2.7; Docker docs, Protect the Docker daemon socket", None, "audit"),
+           _CIS + " 2.7; Docker docs, Protect the Docker daemon socket", None, "audit", _DOCKER),
     Policy("GR041", "low", "Docker user namespace remapping is off (optional: it has trade-offs)",
-           _CIS + " 2.9; Docker docs, Isolate containers with a user namespace", None, "audit"),
+           _CIS + " 2.9; Docker docs, Isolate containers with a user namespace", None, "audit", _DOCKER),
     Policy("GR042", "high", "Docker daemon cannot be reached, its effective settings are unknown",
-           _CIS + " section 2 (daemon configuration) cannot be checked", None, "audit"),
+           _CIS + " section 2 (daemon configuration) cannot be checked", None, "audit", _DOCKER),
     # Network segmentation, proven with real connection attempts (network_isolation_probe).
     Policy("GR043", "critical", "Jobs can reach a cloud metadata endpoint",
-           _SEC + ": Network segmentation; GitLab Runner docs, Security for self-managed runners", None, "audit"),
+           _SEC + ": Network segmentation; GitLab Runner docs, Security for self-managed runners", None, "audit", _NETWORK),
     Policy("GR044", "high", "Jobs can reach another runner host or a blocked private range",
-           _SEC + ": Network segmentation; GitLab Runner docs, Security for self-managed runners", None, "audit"),
+           _SEC + ": Network segmentation; GitLab Runner docs, Security for self-managed runners", None, "audit", _NETWORK),
     Policy("GR045", "medium", "Jobs cannot reach the GitLab instance or DNS (positive control failed)",
-           _SEC + ": Network segmentation (the probe cannot prove a block without it)", None, "audit"),
+           _SEC + ": Network segmentation (the probe cannot prove a block without it)", None, "audit", _NETWORK),
 )
 
 CATALOG = dict((p.id, p) for p in _POLICIES)
@@ -731,8 +743,36 @@ def evaluate_runner(runner):
     return out
 
 
-def evaluate_document_by_runner(document):
-    """Findings for a whole parsed ``config.toml``, as (runner index or None, finding)."""
+def unknown_key_findings(document, key_list=None):
+    """GR015 for every key of ``document`` that ``key_list`` (the newest by default) does not know.
+
+    Returns (runner index or None, key path from ``unknown_keys()``, finding);
+    the evidence names the key list, as a different runner version can know
+    the key.
+    """
+    key_list = key_list or NEWEST
+    runners = _get(document, "runners") or []
+    out = []
+    for path in unknown_keys(document, key_list=key_list):
+        index = runner = None
+        if len(path) > 1 and path[0] == "runners":
+            try:
+                index = int(path[1])
+                runner = str(_get(runners[index], "name", "(unnamed)"))
+            except (ValueError, IndexError, TypeError, AttributeError):
+                index = runner = None
+        out.append((index, path, finding("GR015", runner, format_key_path(path, document),
+                                         "unrecognized key %r (not in the %s)" % (path[-1], key_list.name))))
+    return out
+
+
+def evaluate_document_by_runner(document, key_list=None):
+    """Findings for a whole parsed ``config.toml``, as (runner index or None, finding).
+
+    ``key_list`` is the ``runner_config_schema.KeyList`` unknown keys (GR015)
+    are checked against: the one of the runner version the document is for
+    (``runner_config_schema.select_key_list()``); the newest by default.
+    """
     out = []
     listen = _get(document, "listen_address")
     if listen and not _LOOPBACK.match(str(listen)):
@@ -742,25 +782,16 @@ def evaluate_document_by_runner(document):
         out.append((None, finding("GR019", None, "[session_server] listen_address",
                                   "listen_address = %s" % _get(session, "listen_address"))))
     runners = _get(document, "runners") or []
-    for path in unknown_keys(document):
-        index = runner = None
-        if len(path) > 1 and path[0] == "runners":
-            try:
-                index = int(path[1])
-                runner = str(_get(runners[index], "name", "(unnamed)"))
-            except (ValueError, IndexError, TypeError, AttributeError):
-                index = runner = None
-        out.append((index, finding("GR015", runner, format_key_path(path, document),
-                                   "unrecognized key %r" % path[-1])))
+    out.extend((index, item) for index, _path, item in unknown_key_findings(document, key_list))
     for index, runner in enumerate(runners if isinstance(runners, list) else []):
         if isinstance(runner, Mapping):
             out.extend((index, item) for item in evaluate_runner(runner))
     return out
 
 
-def evaluate_document(document):
-    """Findings for a whole parsed ``config.toml`` document (global + runners)."""
-    return [item for _runner, item in evaluate_document_by_runner(document)]
+def evaluate_document(document, key_list=None):
+    """Findings for a whole parsed ``config.toml`` document (global + runners); see evaluate_document_by_runner."""
+    return [item for _runner, item in evaluate_document_by_runner(document, key_list)]
 
 
 def severity_at_least(finding, threshold):
@@ -768,8 +799,15 @@ def severity_at_least(finding, threshold):
 
 
 def acknowledgement_key(item):
-    """What binds an acknowledgement to one finding: runner, policy and the exact setting and value."""
-    return (item.get("runner"), item.get("id"), item.get("setting"), item.get("evidence"))
+    """What binds an acknowledgement to one finding: runner, policy and the exact setting and value.
+
+    For an unknown key (GR015) the setting is the key's whole path and its
+    value does not matter (the runner ignores it); the evidence only names
+    the key list it was checked against, which follows the runner version
+    (the controller and the host may see different ones), so it is left out.
+    """
+    evidence = None if item.get("id") == "GR015" else item.get("evidence")
+    return (item.get("runner"), item.get("id"), item.get("setting"), evidence)
 
 
 def apply_acknowledgements(findings, declared, recorded=None, runner_names=None):

@@ -23,6 +23,14 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
     REQUIRED_CAP_DROP,
     SSH_SECTION_EXECUTORS,
     evaluate_document_by_runner,
+    unknown_key_findings,
+)
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config_schema import (
+    KEY_LISTS,
+    acknowledgeable,
+    key_list_summary,
+    select_key_list,
+    split_key_path,
 )
 
 # Fields GitLab Runner writes back into its [[runners]] entries; kept so the
@@ -228,36 +236,126 @@ def _describe(finding):
         finding["severity"], finding["guidance"])
 
 
-def gate(document, runners):
+def _runner_key_name(path, document):
+    """(section, key, name) of an unknown key's path; name is its dotted path below [[runners]], or None."""
+    section, key = split_key_path(path, document)
+    if section[:1] != ("runners",) or len(path) < 3 or not isinstance(key, str):
+        return section, key, None
+    return section, key, ".".join(section[1:] + (key,))
+
+
+def _allowed_unknown_keys(runner):
+    """(names, reason) of a runner's allow_unknown_keys; no names unless it has a reason."""
+    value = runner.get("allow_unknown_keys") if isinstance(runner, Mapping) else None
+    if not isinstance(value, Mapping):
+        return frozenset(), None
+    reason = value.get("reason")
+    keys = value.get("keys")
+    if not (isinstance(reason, str) and reason.strip()) or not isinstance(keys, Sequence) or isinstance(keys, str):
+        return frozenset(), None
+    return frozenset(k for k in keys if isinstance(k, str)), reason
+
+
+def _unknown_key_acknowledgement(path, document, runner, choice):
+    """(accepted, reason or how-to-unlock text) for one unknown key (GR015) of a runner."""
+    key_list = choice.key_list
+    for_version = (" (GitLab Runner %s, the version this configuration is for)" % choice.runner_version
+                   if choice.runner_version else " (no GitLab Runner version is known)")
+    section, key, name = _runner_key_name(path, document)
+    if name is None:
+        return False, ("The %s%s does not know it. No acknowledgement unlocks it: only keys of a runner can be "
+                       "accepted." % (key_list.name, for_version))
+    ok, why_not = acknowledgeable(section, key, key_list)
+    if not ok:
+        return False, "The %s%s does not know it. No acknowledgement unlocks it: %s." % (
+            key_list.name, for_version, why_not)
+    names, reason = _allowed_unknown_keys(runner)
+    if name in names:
+        return True, reason
+    return False, ('The %s%s does not know it. If that GitLab Runner version does (a key or feature flag newer '
+                   'than the list), accept it by its exact name on this runner: allow_unknown_keys: {keys: ["%s"], '
+                   'reason: "..."}. A misspelt key stays refused: fix its spelling.' % (key_list.name, for_version, name))
+
+
+def _record(finding, ack, reason):
+    return dict((("runner", finding["runner"]), ("id", finding["id"]), ("setting", finding["setting"]),
+                 ("evidence", finding["evidence"]), ("ack", ack), ("reason", reason)))
+
+
+def _unknown_keys_for_other_versions(document, inputs, key_list, recorded):
+    """Acknowledged unknown keys that only other runner versions' key lists lack.
+
+    The audit accepts a GR015 finding only when the controller declares it,
+    and it checks the host against the list of the version installed there,
+    which need not be the one the gate used: every key a runner names in
+    allow_unknown_keys is declared for each list that lacks it.
+    """
+    out = []
+    for other in KEY_LISTS:
+        if other is key_list:
+            continue
+        for index, path, finding in unknown_key_findings(document, other):
+            if index is None or index >= len(inputs) or finding["setting"] in recorded:
+                continue
+            section, key, name = _runner_key_name(path, document)
+            names, reason = _allowed_unknown_keys(inputs[index])
+            if name in names and acknowledgeable(section, key, other)[0]:
+                recorded.add(finding["setting"])
+                out.append(_record(finding, "allow_unknown_keys", reason))
+    return out
+
+
+def gate(document, runners, runner_version=None, origin=None, unknown_because=None):
     """Split the document's findings into refusals, warnings and acknowledgements.
 
     A runner's finding is judged against the acknowledgements of the input
     entry that produced it (by position, never by name), and each accepted
     finding is recorded with its exact setting and evidence, so the audit can
-    tell when the setting changed since. Returns {"refusals": [str],
-    "warnings": [str], "acknowledged": [dict], "findings": [dict]}; none of it
-    contains a token.
+    tell when the setting changed since. Unknown keys (GR015) are judged by
+    the key list of ``runner_version`` (``select_key_list``; ``origin`` says
+    where the version came from, ``unknown_because`` why there is none);
+    ``key_list`` in the result names it and holds its ``text``. Returns
+    {"refusals": [str], "warnings": [str], "acknowledged": [dict],
+    "findings": [dict], "key_list": dict}; none of it contains a token.
     """
+    choice = select_key_list(runner_version, origin, unknown_because)
+    key_list = choice.key_list
     inputs = [runner for runner in _plain(runners or [])
               if isinstance(runner, Mapping) and runner.get("state", "present") != "absent"]
-    result = dict((("refusals", []), ("warnings", []), ("acknowledged", []), ("findings", [])))
-    for index, finding in evaluate_document_by_runner(document):
+    result = dict((("refusals", []), ("warnings", []), ("acknowledged", []), ("findings", []),
+                   ("key_list", key_list_summary(choice))))
+    unknown = dict((finding["setting"], path) for _index, path, finding in unknown_key_findings(document, key_list))
+    named = set()
+    for index, finding in evaluate_document_by_runner(document, key_list):
         result["findings"].append(finding)
         policy = CATALOG[finding["id"]]
         if policy.enforcement != "refuse":
             result["warnings"].append(_describe(finding))
             continue
         runner_input = inputs[index] if index is not None and index < len(inputs) else {}
-        accepted, unlock = _acknowledgement(policy.ack, runner_input)
-        if accepted:
+        if finding["id"] == "GR015":
+            path = unknown[finding["setting"]]
+            accepted, text = _unknown_key_acknowledgement(path, document, runner_input, choice)
+            reason = text
+            named.add((index, _runner_key_name(path, document)[2]))
+        else:
+            accepted, text = _acknowledgement(policy.ack, runner_input)
             ack_value = runner_input.get(policy.ack)
             reason = ack_value.get("reason") if isinstance(ack_value, Mapping) else "trusted runner"
-            result["acknowledged"].append(dict((
-                ("runner", finding["runner"]), ("id", finding["id"]), ("setting", finding["setting"]),
-                ("evidence", finding["evidence"]), ("ack", policy.ack), ("reason", reason))))
+        if accepted:
+            result["acknowledged"].append(_record(finding, policy.ack, reason))
             result["warnings"].append("ACKNOWLEDGED " + _describe(finding) + " reason: " + str(reason))
         else:
-            result["refusals"].append("REFUSED " + _describe(finding) + " " + unlock)
+            result["refusals"].append("REFUSED " + _describe(finding) + " " + text)
+    if any(_allowed_unknown_keys(runner)[0] for runner in inputs):
+        recorded = set(item["setting"] for item in result["acknowledged"] if item["id"] == "GR015")
+        result["acknowledged"].extend(_unknown_keys_for_other_versions(document, inputs, key_list, recorded))
+        for index, runner in enumerate(inputs):
+            for name in sorted(_allowed_unknown_keys(runner)[0]):
+                if (index, name) not in named:
+                    result["warnings"].append(
+                        'runner "%s": allow_unknown_keys names "%s", which is not an unknown key of this runner for '
+                        'the %s: it accepts nothing here.' % (runner.get("name"), name, key_list.name))
     return result
 
 

@@ -14,6 +14,12 @@ description:
     collection's policy catalog.
   - A refused setting, or input that cannot be built, fails the task with a message that names the
     runner, the setting, the policy and the acknowledgement that unlocks it, and changes nothing.
+  - Keys and feature flags GitLab Runner does not know (C(GR015)) are checked against the key list of the
+    runner's release line (major.minor), the one of O(runner_version), else of the C(gitlab-runner)
+    package installed on the host (read with C(dpkg-query)), else the newest list. A release the collection
+    has no list for gets the nearest older list (or the oldest) and a warning. RV(key_list) and the first of
+    RV(notices) name the list used. A runner accepts an unknown key by naming it in its
+    C(allow_unknown_keys) (see the C(hardened.gitlab_runner.gitlab_runner) role).
   - Unless O(gate_only), writes the document (0600 root:root, through a temporary file and an atomic
     rename) only when its content or mode differs, and the accepted exceptions to
     O(acknowledgements_path).
@@ -46,6 +52,14 @@ options:
     description: Only read, build and gate; write nothing.
     type: bool
     default: false
+  runner_version:
+    description:
+      - The GitLab Runner version the configuration is for, as GitLab (V(18.5.0)) or apt (V(18.5.0-1))
+        numbers it; its release line picks the key list unknown keys are checked against.
+      - Empty reads the version of the C(gitlab-runner) package installed on the host; when none is
+        installed, the newest key list is used and a notice says so.
+    type: str
+    default: ''
 attributes:
   check_mode:
     support: full
@@ -66,6 +80,7 @@ EXAMPLES = r"""
   hardened.gitlab_runner.runner_config:
     runners: "{{ gitlab_runner_runners }}"
     path: /etc/gitlab-runner/config.toml
+    runner_version: "{{ gitlab_runner_version }}"
     gate_only: true
   register: gate
 
@@ -84,10 +99,44 @@ refusals:
   elements: str
   returned: always
 notices:
-  description: Warnings and accepted exceptions, one text each (the gate filter calls them C(warnings)).
+  description:
+    - Warnings and accepted exceptions, one text each (the gate filter calls them C(warnings)).
+    - The first says which key list unknown keys were checked against, for which runner version and where
+      that version came from (C(pinned) or C(installed)); it starts with C(WARNING:) when the list is not
+      the one of that version's own release line.
   type: list
   elements: str
   returned: always
+key_list:
+  description: The key list unknown keys were checked against.
+  type: dict
+  returned: always
+  contains:
+    release:
+      description: Its GitLab Runner release line.
+      type: str
+      sample: "19.3"
+    tag:
+      description: The tag of GitLab Runner's source it was generated from.
+      type: str
+      sample: v19.3.0
+    commit:
+      description: The commit of that tag.
+      type: str
+    name:
+      description: How findings and notices name it.
+      type: str
+      sample: key list of GitLab Runner 19.3 (v19.3.0)
+    runner_version:
+      description: The runner version it was picked for, or null when none was known.
+      type: str
+      sample: 19.3.0-1
+    exact:
+      description: Whether it is the list of that version's own release line.
+      type: bool
+    text:
+      description: The first of RV(notices).
+      type: str
 acknowledged:
   description: Accepted exceptions with runner, id, setting, evidence, acknowledgement and reason.
   type: list

@@ -15,6 +15,14 @@ description:
     any runner host can be audited, whether or not it was set up by this collection.
   - Every runner and every executor section is checked; keys GitLab Runner does not
     recognize are reported as C(GR015).
+  - Unknown keys and feature flags are judged by the collection's key list of the runner's release
+    line (major.minor; generated from GitLab Runner's source at a tag), the one of O(runner_version),
+    else of the GitLab Runner installed on the host. A release the collection has no list for gets the
+    nearest older list (or, older than every list, the oldest), and without a version the newest is
+    used; each time with a warning. An C(info) finding C(GR027) and RV(key_list) name the list used.
+  - An unknown key is accepted (reported as C(info)) only when O(acknowledged) declares it, as the
+    role's gate records a runner's C(allow_unknown_keys); the key list named in its evidence does not
+    matter for that, only the key's path.
   - File problems (missing, unreadable, a directory, too large, not UTF-8 text, NUL bytes,
     TOML syntax errors, C(runners) not an array of tables, values of the wrong type) are
     reported as C(GR023) findings instead of failing the task.
@@ -72,6 +80,13 @@ options:
         without being read.
     type: int
     default: 1048576
+  runner_version:
+    description:
+      - The GitLab Runner version whose release line's key list unknown keys (C(GR015)) are checked
+        against, as GitLab (V(18.5.0)) or apt (V(18.5.0-1)) numbers it.
+      - Unset or empty, the version installed on the host (the C(gitlab-runner) package, else
+        C(gitlab-runner --version)); when none is found, the newest key list, with a warning.
+    type: str
 notes:
   - Requires the Python C(tomllib) module (Python 3.11 and later) or the C(tomli)
     package on the managed host.
@@ -203,6 +218,40 @@ system_id_hash:
   description: Hex SHA-256 of C(salt + system id), or null when there is no readable system id file.
   returned: always
   type: str
+key_list:
+  description: The key list unknown keys were checked against.
+  returned: always
+  type: dict
+  contains:
+    release:
+      description: Its GitLab Runner release line.
+      type: str
+      sample: "19.3"
+    tag:
+      description: The tag of GitLab Runner's source it was generated from.
+      type: str
+      sample: v19.3.0
+    commit:
+      description: The commit of that tag.
+      type: str
+    name:
+      description: How findings and warnings name it.
+      type: str
+      sample: key list of GitLab Runner 19.3 (v19.3.0)
+    runner_version:
+      description: The runner version it was picked for, or null when none was known.
+      type: str
+      sample: 19.3.0-1
+    exact:
+      description: Whether it is the list of that version's own release line.
+      type: bool
+    text:
+      description: Which list was used and why, as in the C(GR027) finding.
+      type: str
+runner_version:
+  description: The GitLab Runner version the key list was picked for (O(runner_version), else the installed one), or null.
+  returned: always
+  type: str
 """
 
 import hashlib
@@ -233,10 +282,15 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.config_file
     secret_values,
 )
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.files import read_head
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.installed_version import runner_version
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
     apply_acknowledgements,
     evaluate_document,
     finding,
+)
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config_schema import (
+    key_list_summary,
+    select_key_list,
 )
 
 CONFIG_SETTING = "config.toml"
@@ -292,9 +346,10 @@ def _type_name(value):
     }.get(type(value), "date/time" if hasattr(value, "isoformat") else type(value).__name__)
 
 
-def evaluate(document, path):
+def evaluate(document, path, key_list=None):
     """Catalog findings for a parsed document, robust against values of the wrong type.
 
+    ``key_list`` is the key list unknown keys are checked against (the newest by default).
     Returns (findings, runners list usable for the summaries).
     """
     findings = []
@@ -317,7 +372,7 @@ def evaluate(document, path):
     typed = type_findings(shaped, runners)
     findings.extend(typed)
     try:
-        findings.extend(evaluate_document(shaped))
+        findings.extend(evaluate_document(shaped, key_list))
         return findings, runners
     except Exception:  # a value of an unexpected type somewhere in a section
         pass
@@ -326,7 +381,7 @@ def evaluate(document, path):
     # the audit nor hides the findings of the other settings.
     global_part = dict(shaped)
     global_part.pop("runners", None)
-    findings.extend(_evaluate_part(global_part, {}, lambda table: table, None, "", path))
+    findings.extend(_evaluate_part(global_part, {}, lambda table: table, None, "", path, key_list))
     for index, runner in enumerate(runners):
         if not isinstance(runner, Mapping):
             continue
@@ -336,7 +391,7 @@ def evaluate(document, path):
             runner, base,
             # Placeholders in front keep the runner's real index in key paths.
             lambda table, index=index: {"runners": [None] * index + [table]},
-            _text_or_none(name) if name is not None else "(unnamed)", "runners[%d]." % index, path))
+            _text_or_none(name) if name is not None else "(unnamed)", "runners[%d]." % index, path, key_list))
     # A value both checks found to be of the wrong type is reported once.
     seen = set()
     unique = []
@@ -386,15 +441,15 @@ def type_findings(document, runners):
     return out
 
 
-def _fails(document):
+def _fails(document, key_list):
     try:
-        evaluate_document(document)
+        evaluate_document(document, key_list)
     except Exception:
         return True
     return False
 
 
-def _evaluate_part(table, base, wrap, runner, prefix, path):
+def _evaluate_part(table, base, wrap, runner, prefix, path, key_list):
     """Findings for ``table`` (global settings or one runner) alone.
 
     Values that make the checks fail are found one key (or one key of a
@@ -407,11 +462,11 @@ def _evaluate_part(table, base, wrap, runner, prefix, path):
             continue
         if isinstance(value, Mapping):
             children = [(key, child) for child in value
-                        if _fails(wrap(dict(base, **{key: {child: value[child]}})))]
+                        if _fails(wrap(dict(base, **{key: {child: value[child]}})), key_list)]
             if children:
                 culprits.extend(children)
                 continue
-        if _fails(wrap(dict(base, **{key: value}))):
+        if _fails(wrap(dict(base, **{key: value})), key_list):
             culprits.append((key,))
     cleaned = dict(table)
     out = []
@@ -428,7 +483,7 @@ def _evaluate_part(table, base, wrap, runner, prefix, path):
             "value of an unexpected type (%s) that GitLab Runner cannot load; the other settings were "
             "checked without it" % _type_name(value)))
     try:
-        out.extend(evaluate_document(wrap(cleaned)))
+        out.extend(evaluate_document(wrap(cleaned), key_list))
     except Exception as exc:
         out.append(finding(
             "GR023", runner, _clip(prefix.rstrip(".")) or CONFIG_SETTING,
@@ -446,6 +501,7 @@ def run_module():
             max_size=dict(type="int", default=1048576),
             acknowledged=dict(type="list", elements="dict"),
             acknowledgements_path=dict(type="path"),
+            runner_version=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -464,6 +520,12 @@ def run_module():
 
     result = dict(changed=False, path=path, parsed=False, findings=[], runners=[], system_id_hash=None)
     try:
+        choice = key_list_choice(module)
+        result["key_list"] = key_list_summary(choice)
+        result["runner_version"] = choice.runner_version
+        if not choice.exact:
+            module.warn(choice.text)
+        result["findings"].append(finding("GR027", None, "config.toml keys (GR015)", choice.text))
         result["system_id_hash"] = read_system_id_hash(system_id_path, salt)
         try:
             text = read_config(path, max_size)
@@ -476,7 +538,7 @@ def run_module():
             for secret in secret_values(document):
                 module.no_log_values.add(secret)
             result["parsed"] = True
-            findings, runners = evaluate(document, path)
+            findings, runners = evaluate(document, path, choice.key_list)
             ack_path = module.params["acknowledgements_path"] or os.path.join(
                 os.path.dirname(path), "hardened-acknowledgements.json")
             names = [runner.get("name") for runner in runners if isinstance(runner, Mapping)]
@@ -489,6 +551,14 @@ def run_module():
         module.fail_json(msg="runner_config_audit could not audit %s: %s: %s"
                          % (path, type(exc).__name__, _clip(exc)))
     module.exit_json(**result)
+
+
+def key_list_choice(module):
+    """The key list for O(runner_version), else for the GitLab Runner installed on the host."""
+    if (module.params["runner_version"] or "").strip():
+        return select_key_list(module.params["runner_version"], "runner_version")
+    version, dummy = runner_version(module)
+    return select_key_list(version, "installed", "no GitLab Runner is installed")
 
 
 def read_acknowledgements(module, path):

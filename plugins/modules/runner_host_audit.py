@@ -242,6 +242,7 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.host_text i
     user_name as _user_name,
 )
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.files import read_head
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.installed_version import runner_version
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import finding
 
 KEY_SNIFF_BYTES = 64
@@ -640,39 +641,6 @@ class KeyScanner(object):
         if head is None:
             return False
         return b"PRIVATE KEY-----" in head
-
-
-def runner_version(module):
-    """(version or None, evidence text)."""
-    package = binary = None
-    dpkg_query = module.get_bin_path("dpkg-query")
-    if dpkg_query:
-        rc, out, dummy = module.run_command(
-            [dpkg_query, "-W", "-f", "${db:Status-Abbrev}|${Version}", "gitlab-runner"],
-            check_rc=False, environ_update=LOCALE_C)
-        if rc == 0 and "|" in out:
-            status, version = out.strip().split("|", 1)
-            if status.startswith(("ii", "hi")) and version.strip():
-                package = version.strip()
-    runner = module.get_bin_path("gitlab-runner")
-    if runner:
-        rc, out, dummy = module.run_command([runner, "--version"], check_rc=False, environ_update=LOCALE_C)
-        lines = [line.strip() for line in (out or "").splitlines() if line.strip()]
-        if rc == 0 and lines:
-            binary = _clip(lines[0], 120)
-    if package is None and binary is None:
-        tried = [tool for tool, path in (("dpkg-query", dpkg_query), ("gitlab-runner --version", runner)) if path]
-        return None, "GitLab Runner is not installed (checked: %s)" % (", ".join(tried) or "no dpkg-query, no gitlab-runner in PATH")
-    parts = []
-    if package is not None:
-        parts.append("package gitlab-runner %s" % package)
-    if binary is not None:
-        parts.append("gitlab-runner --version: %s" % binary)
-    version = package
-    if version is None:
-        match = re.search(r"Version:\s*(\S+)", binary)
-        version = match.group(1) if match else binary
-    return version, "; ".join(parts)
 
 
 def run_module():

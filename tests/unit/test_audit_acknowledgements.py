@@ -27,7 +27,13 @@ PRIVILEGED = {"name": "dind", "url": "https://gitlab.example.test", "token": TOK
 PLAIN = {"name": "plain", "url": "https://gitlab.example.test", "token": TOKEN + "-plain", "executor": "docker"}
 
 
-def run_audit(tmp_path, capsys, runners, declared, host_file=None, document=None):
+@pytest.fixture(autouse=True)
+def no_installed_runner(monkeypatch):
+    """The audit finds no GitLab Runner installed (no command runs): the newest key list."""
+    monkeypatch.setattr(runner_config_audit, "runner_version", lambda module: (None, "not installed"))
+
+
+def run_audit(tmp_path, capsys, runners, declared, host_file=None, document=None, runner_version=None):
     if document is None:
         document = runner_config_document(runners, SETTINGS, DEFAULTS, None)
     config = tmp_path / "config.toml"
@@ -35,6 +41,8 @@ def run_audit(tmp_path, capsys, runners, declared, host_file=None, document=None
     if host_file is not None:
         (tmp_path / "hardened-acknowledgements.json").write_text(json.dumps({"acknowledged": host_file}))
     args = {"path": str(config)}
+    if runner_version is not None:
+        args["runner_version"] = runner_version
     if declared is not None:
         args["acknowledged"] = declared
     with patch_module_args(args):
@@ -129,3 +137,41 @@ def test_acknowledgement_is_bound_to_the_runner_entry_not_its_name():
     refused = " ".join(result["refusals"])
     assert 'runner "plain"' in refused and "GR002" in refused
     assert {a["runner"] for a in result["acknowledged"]} == {"dind"}
+
+
+# --- unknown keys (GR015) and the runner version ---------------------------------------------
+
+# [[runners]] prepare_timeout came with GitLab Runner 19.0: unknown to the 18.x key lists.
+NEWER = dict(PLAIN, name="newer", token=TOKEN + "-newer", settings={"prepare_timeout": "10m"},
+             allow_unknown_keys={"keys": ["prepare_timeout"], "reason": "fleet moves to 19.0"})
+
+
+def test_an_unknown_key_declared_by_the_inventory_is_info_whatever_version_the_host_runs(tmp_path, capsys):
+    # audit.yml computes the declaration without a runner version (the newest list, which knows the key) ...
+    declared = declared_for([NEWER])
+    assert [(a["id"], a["ack"]) for a in declared] == [("GR015", "allow_unknown_keys")]
+    # ... and the host runs 18.11, whose list does not: still accepted, as the converge's gate accepted it.
+    findings = run_audit(tmp_path, capsys, [NEWER], declared, runner_version="18.11.2-1")
+    (unknown,) = [f for f in findings if f["id"] == "GR015"]
+    assert unknown["severity"] == "info"
+    assert unknown["evidence"].startswith("ACKNOWLEDGED (fleet moves to 19.0; was high): unrecognized key "
+                                          "'prepare_timeout' (not in the key list of GitLab Runner 18.11")
+    # On a host whose runner knows the key there is nothing to accept.
+    assert severities(run_audit(tmp_path, capsys, [NEWER], declared, runner_version="19.0.0"), "GR015") == []
+
+
+def test_an_undeclared_unknown_key_stays_high_even_with_a_host_file(tmp_path, capsys):
+    declared = declared_for([NEWER])
+    for given, host_file in ((None, None), ([], declared)):
+        findings = run_audit(tmp_path, capsys, [NEWER], given, host_file=host_file, runner_version="18.11.2")
+        assert severities(findings, "GR015") == ["high"]
+
+
+def test_the_declaration_covers_only_the_named_key(tmp_path, capsys):
+    declared = declared_for([NEWER])
+    document = runner_config_document([NEWER], SETTINGS, DEFAULTS, None)
+    document["runners"][0]["prepare_timout"] = "10m"  # a typo next to the accepted key
+    findings = run_audit(tmp_path, capsys, None, declared, document=document, runner_version="18.11.2")
+    assert sorted(severities(findings, "GR015")) == ["high", "info"]
+    (typo,) = [f for f in findings if f["id"] == "GR015" and f["severity"] == "high"]
+    assert "prepare_timout" in typo["setting"]

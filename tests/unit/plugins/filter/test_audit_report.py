@@ -335,6 +335,9 @@ def results_of(case, kind):
     return [r for r in case.result if isinstance(r, kind)]
 
 
+NOT_RUN = ("docker_daemon_audit", "network_isolation_probe")  # two_host_results has config and host results
+
+
 def test_junit_one_suite_per_host_one_case_per_check():
     report = build(two_host_results())
     xml = audit_junit(report)
@@ -346,18 +349,112 @@ def test_junit_one_suite_per_host_one_case_per_check():
         assert [c.name.split(" ", 1)[0] for c in cases] == list(CATALOG)
         assert all(c.classname == "hardened.gitlab_runner.%s" % host for c in cases)
         failures = [f for c in cases for f in results_of(c, Failure)]
-        assert len(failures) == len(report["hosts"][host]["findings"])
+        actionable = [f for f in report["hosts"][host]["findings"] if f["severity"] != "info"]
+        assert len(failures) == len(actionable)
         assert suite.tests == len(CATALOG)
         assert suite.failures == len(failures)
         assert suite.errors == 0
         by_case = {c.name.split(" ", 1)[0]: c for c in cases}
-        for found in report["hosts"][host]["findings"]:
+        for found in actionable:
             assert any(f.type == found["severity"] and f.text == found["guidance"]
                        and found["evidence"] in f.message for f in results_of(by_case[found["id"]], Failure))
+        # An info finding (the runner version) is a passing case with its text in system-out.
+        assert by_case["GR027"].is_passed
+        assert by_case["GR027"].system_out == "info: gitlab-runner: 18.2.1-1"
+        # The checks of modules that did not run are skipped, never passed.
+        not_run = [p.id for p in CATALOG.values() if set(p.checked_by) <= set(NOT_RUN)]
+        assert not_run == ["GR033", "GR034", "GR035", "GR036", "GR037", "GR038", "GR039", "GR040", "GR041",
+                           "GR042", "GR043", "GR044", "GR045"]
+        for check_id in not_run:
+            (skip,) = results_of(by_case[check_id], Skipped)
+            assert skip.message.startswith("not checked by this audit: ")
+            assert CATALOG[check_id].checked_by[0] in skip.message
+        assert suite.skipped == len(not_run)
     # Passing checks are plain passes.
     gr013 = next(c for c in suites["alpha"] if c.name.startswith("GR013 "))
     assert gr013.is_passed
     assert gr013.name == "GR013 " + CATALOG["GR013"].title
+
+
+def test_report_says_which_modules_ran():
+    results = two_host_results()
+    results["beta"]["host"] = {"failed": True, "msg": "boom"}
+    results["beta"]["docker"] = {"changed": False, "findings": []}
+    report = build(results)
+    assert report["hosts"]["alpha"]["modules"] == {"runner_config_audit": "ran", "runner_host_audit": "ran"}
+    assert report["hosts"]["beta"]["modules"] == {"runner_config_audit": "ran", "runner_host_audit": "failed",
+                                                  "docker_daemon_audit": "ran"}
+
+
+def test_junit_only_info_findings_means_no_failures():
+    """Acceptance: a host whose findings are all info (the version, the key list, accepted exceptions) has
+    0 failures, and the info texts are in the cases' system-out."""
+    acknowledged = finding("GR001", "build", "executor",
+                           'ACKNOWLEDGED (trusted runner; was high): executor = "shell"')
+    acknowledged["severity"] = "info"
+    key_list = finding("GR027", None, "config.toml keys (GR015)",
+                       "config.toml keys and feature flags are checked against the key list of GitLab Runner 18.5 "
+                       "(v18.5.0), for GitLab Runner 18.5.0-1 (installed).")
+    results = {"demo": {
+        "config": config_result([runner(0, "build", TOKEN_A2, "shell")], SYSTEM_A, [acknowledged, key_list]),
+        "host": host_result([finding("GR027", None, "gitlab-runner", "package gitlab-runner 18.5.0-1")]),
+    }}
+    report = build(results)
+    assert report["failed"] is False and report["totals"]["info"] == 3
+    xml = audit_junit(report)
+    root = JUnitXml.fromstring(xml)
+    assert '<testsuites name="hardened.gitlab_runner audit" tests="%d" failures="0" errors="0"' % len(CATALOG) in xml
+    (suite,) = list(root)
+    assert suite.failures == 0 and suite.errors == 0
+    by_case = {c.name.split(" ", 1)[0]: c for c in suite}
+    assert by_case["GR001"].is_passed
+    assert by_case["GR001"].system_out == (
+        "info: runner 'build', executor: ACKNOWLEDGED (trusted runner; was high): executor = \"shell\"")
+    assert by_case["GR027"].is_passed
+    assert by_case["GR027"].system_out.splitlines() == [
+        "info: config.toml keys (GR015): " + key_list["evidence"],
+        "info: gitlab-runner: package gitlab-runner 18.5.0-1",
+    ]
+
+
+def test_junit_info_and_actionable_findings_of_one_check():
+    low = finding("GR017", "a", "[runners.feature_flags] FF_ENABLE_JOB_CLEANUP", "not enabled")
+    info = dict(finding("GR017", "b", "[runners.feature_flags] FF_ENABLE_JOB_CLEANUP", "accepted"), severity="info")
+    report = build({"h": {"config": config_result([], None, [low, info]), "host": host_result()}})
+    case = next(c for c in suites_by_name(audit_junit(report))["h"] if c.name.startswith("GR017 "))
+    (failure,) = results_of(case, Failure)
+    assert failure.type == "low" and "runner 'a'" in failure.message
+    assert case.system_out == "info: runner 'b', [runners.feature_flags] FF_ENABLE_JOB_CLEANUP: accepted"
+
+
+def test_junit_docker_and_network_checks_pass_only_when_their_module_ran():
+    results = two_host_results()
+    results["alpha"]["docker"] = {"changed": False, "findings": [finding("GR035", None, "live-restore", "off")]}
+    results["alpha"]["network"] = {"changed": False, "findings": []}
+    suites = suites_by_name(audit_junit(build(results)))
+    alpha = {c.name.split(" ", 1)[0]: c for c in suites["alpha"]}
+    beta = {c.name.split(" ", 1)[0]: c for c in suites["beta"]}
+    assert alpha["GR033"].is_passed and alpha["GR043"].is_passed
+    assert results_of(alpha["GR035"], Failure)
+    assert results_of(beta["GR033"], Skipped) and results_of(beta["GR043"], Skipped)
+    assert suites["alpha"].skipped == 0
+
+
+def test_junit_checks_of_a_failed_module_are_not_verified_the_others_pass():
+    results = two_host_results()
+    results["beta"]["host"] = {"failed": True, "msg": "runner_host_audit failed: OSError: x"}
+    beta = {c.name.split(" ", 1)[0]: c for c in suites_by_name(audit_junit(build(results)))["beta"]}
+    (skip,) = results_of(beta["GR020"], Skipped)
+    assert skip.message == "not verified: runner_host_audit could not run completely"
+    assert beta["GR013"].is_passed  # runner_config_audit ran
+    assert results_of(beta["audit"], Error)  # the "audit could not run" case
+
+
+def test_junit_report_without_modules_keeps_every_check():
+    """A hand-made report that does not say which modules ran: no check is marked as not checked."""
+    report = {"hosts": {"x": {"findings": [finding("GR001")]}}}
+    suite = suites_by_name(audit_junit(report))["x"]
+    assert suite.skipped == 0 and suite.failures == 1
 
 
 def test_junit_failure_message_names_runner_setting_evidence():

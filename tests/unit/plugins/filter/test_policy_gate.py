@@ -86,17 +86,22 @@ REFUSED = [
     ("machine_maxbuilds", runner(executor="docker+machine", machine={"MaxBuilds": 10}), "GR014", "MaxBuilds", None),
     ("autoscaler_max_use", runner(executor="docker-autoscaler", autoscaler={"max_use_count": 0}), "GR014",
      "max_use_count", None),
-    ("typo", runner(docker={"privilegd": True}), "GR015", "privilegd", None),
+    ("typo", runner(docker={"privilegd": True}), "GR015", "privilegd",
+     'allow_unknown_keys: {keys: ["docker.privilegd"]'),
+    ("case_variant", runner(docker={"Privileged": False},
+                            allow_unknown_keys={"keys": ["docker.Privileged"], "reason": "x"}),
+     "GR015", "Privileged", None),
+    ("global_key", runner(), "GR015", "session_server.listen_adress", None),
 ]
 
 
 @pytest.mark.parametrize("case,given,policy_id,setting,unlock", REFUSED, ids=[c[0] for c in REFUSED])
 def test_each_refused_setting_names_runner_setting_guidance_and_unlock(case, given, policy_id, setting, unlock):
-    result = gate([given])
+    result = gate([given], dict(SETTINGS, session_server={"listen_adress": "[::]:8093"}) if case == "global_key" else None)
     matching = [r for r in result["refusals"] if policy_id in r]
     assert matching, result["refusals"]
     message = matching[0]
-    assert 'runner "r1"' in message
+    assert ('global settings' if case == "global_key" else 'runner "r1"') in message
     assert setting in message
     assert CATALOG[policy_id].guidance in message
     if unlock:

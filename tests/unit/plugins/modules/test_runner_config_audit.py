@@ -61,6 +61,15 @@ concurrent = 2
 """ % (TOKEN, OTHER_TOKEN)
 
 
+@pytest.fixture(autouse=True)
+def installed(monkeypatch):
+    """The GitLab Runner version the module finds installed (none unless a test sets one); no command runs."""
+    found = {"version": None}
+    monkeypatch.setattr(runner_config_audit, "runner_version", lambda module: (
+        found["version"], "package gitlab-runner %s" % found["version"] if found["version"] else "not installed"))
+    return found
+
+
 def run(args, capsys):
     """Run the module's main() as Ansible would; return (result, exit code)."""
     with patch_module_args(args):
@@ -303,7 +312,7 @@ def test_unexpected_error_fails_cleanly_without_the_token(tmp_path, capsys, monk
     def boom(document):
         raise ValueError("cannot handle %s" % document["runners"][0]["token"])
 
-    monkeypatch.setattr(runner_config_audit, "evaluate", lambda document, path: boom(document))
+    monkeypatch.setattr(runner_config_audit, "evaluate", lambda document, path, key_list=None: boom(document))
     (tmp_path / "config.toml").write_text(INSECURE.replace(TOKEN, token))
     result, out, code = run({"path": str(tmp_path / "config.toml")}, capsys)
     assert code == 1 and result["failed"] is True
@@ -336,3 +345,73 @@ def test_short_salt_warns(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(AnsibleModule, "warn", lambda self, warning, *args, **kwargs: given.append(warning))
     audit(tmp_path, capsys, SECURE, salt="abc")
     assert any("salt is shorter than 16 characters" in warning for warning in given)
+
+
+# --- the key list of the runner version -----------------------------------------------------
+
+NEWER_KEYS = SECURE.replace('  executor = "docker"\n', '  executor = "docker"\n  prepare_timeout = "10m"\n')
+
+
+@pytest.fixture
+def warned(monkeypatch):
+    """The module's warnings (captured directly, see test_short_salt_warns)."""
+    given = []
+    monkeypatch.setattr(AnsibleModule, "warn", lambda self, warning, *args, **kwargs: given.append(warning))
+    return given
+
+
+def gr015_and_gr027(result):
+    return ([f for f in result["findings"] if f["id"] == "GR015"],
+            [f for f in result["findings"] if f["id"] == "GR027"])
+
+
+def test_unknown_keys_follow_the_runner_version_option(tmp_path, capsys, warned):
+    result, out = audit(tmp_path, capsys, NEWER_KEYS, runner_version="18.11.2")
+    (unknown,), (version,) = gr015_and_gr027(result)
+    assert unknown["severity"] == "high" and unknown["setting"] == 'runners[0] (name "ci-docker").prepare_timeout'
+    assert unknown["evidence"] == "unrecognized key 'prepare_timeout' (not in the key list of GitLab Runner 18.11 (v18.11.4))"
+    assert version["severity"] == "info" and version["setting"] == "config.toml keys (GR015)"
+    assert version["evidence"] == ("config.toml keys and feature flags are checked against the key list of GitLab Runner "
+                                   "18.11 (v18.11.4), for GitLab Runner 18.11.2 (runner_version).")
+    assert result["key_list"]["name"] == "key list of GitLab Runner 18.11 (v18.11.4)"
+    assert result["key_list"]["exact"] is True and result["runner_version"] == "18.11.2"
+    assert warned == []
+    result, out = audit(tmp_path, capsys, NEWER_KEYS, runner_version="19.0.0")
+    assert gr015_and_gr027(result)[0] == []
+
+
+def test_the_installed_version_picks_the_list(tmp_path, capsys, installed):
+    installed["version"] = "18.11.2-1"
+    result, out = audit(tmp_path, capsys, NEWER_KEYS)
+    (unknown,), (version,) = gr015_and_gr027(result)
+    assert "18.11 (v18.11.4)" in unknown["evidence"]
+    assert version["evidence"].endswith("for GitLab Runner 18.11.2-1 (installed).")
+    assert result["runner_version"] == "18.11.2-1"
+    # The option wins over what is installed.
+    result, out = audit(tmp_path, capsys, NEWER_KEYS, runner_version="19.0.0")
+    assert gr015_and_gr027(result)[0] == []
+
+
+def test_a_version_without_a_list_warns(tmp_path, capsys, installed, warned):
+    installed["version"] = "19.9.1-1"
+    result, out = audit(tmp_path, capsys, SECURE.replace('image = "debian:13"', 'image = "debian:13"\n    new_key = 1'))
+    (unknown,), (version,) = gr015_and_gr027(result)
+    assert result["key_list"]["exact"] is False
+    assert version["evidence"].startswith("WARNING: the collection has no key list for the release line of "
+                                          "GitLab Runner 19.9.1-1 (installed)")
+    assert warned == [version["evidence"]]
+    assert "new_key" in unknown["evidence"]
+
+
+def test_no_runner_installed_uses_the_newest_list_and_says_so(tmp_path, capsys, warned):
+    result, out = audit(tmp_path, capsys, SECURE)
+    (version,) = gr015_and_gr027(result)[1]
+    assert version["evidence"].startswith("No GitLab Runner version is known (no GitLab Runner is installed)")
+    assert result["runner_version"] is None and result["key_list"]["exact"] is False
+    assert warned == [version["evidence"]]
+
+
+def test_the_key_list_is_named_even_when_the_file_cannot_be_read(tmp_path, capsys):
+    result, out = audit(tmp_path, capsys, runner_version="19.3.0")
+    assert {f["id"] for f in result["findings"]} == {"GR023", "GR027"}
+    assert result["key_list"]["release"] == "19.3"
