@@ -230,12 +230,14 @@ def test_probe_fails_before_the_block_and_passes_after(lab, tmp_path):
     output, outcomes, ids, context = _script(lab, "nobody")
     assert output["identity"]["uid"] == 65534
     # On some kernels a locally generated ICMPv6 reject does not come back to the socket (seen
-    # here): the connect then times out, which is just as blocked.
+    # here): the connect then times out, which is just as blocked. The same happened once for
+    # IPv4 on a loaded machine (the kernel rate-limits the ICMP errors it sends itself, with a
+    # random burst): a timeout is blocked too, what must never happen is a connection.
+    blocked = (("rejected", "EHOSTUNREACH"), ("timeout", None))
     assert outcomes.pop("aws-metadata-ipv6") in (("rejected", "EACCES"), ("timeout", None))
-    assert outcomes == {"metadata-ipv4": ("rejected", "EHOSTUNREACH"),
-                        "metadata-ipv4-closed-port": ("rejected", "EHOSTUNREACH"),
-                        "alibaba-metadata": ("rejected", "EHOSTUNREACH"),
-                        "gitlab": ("connected", None)}
+    for name in ("metadata-ipv4", "metadata-ipv4-closed-port", "alibaba-metadata"):
+        assert outcomes.pop(name) in blocked, name
+    assert outcomes == {"gitlab": ("connected", None)}
     assert ids == [] and context["positive_controls"] == "pass"
     _output, outcomes, ids, _context = _script(lab)
     assert outcomes == REACHED and ids == ["GR043"], "root must keep its access"
@@ -244,10 +246,9 @@ def test_probe_fails_before_the_block_and_passes_after(lab, tmp_path):
     _nft(lab, RULE_ALL)
     result, outcomes = _module(lab, tmp_path)
     assert outcomes.pop("aws-metadata-ipv6") in (("rejected", "EACCES"), ("timeout", None))
-    assert outcomes == {"metadata-ipv4": ("rejected", "EHOSTUNREACH"),
-                        "metadata-ipv4-closed-port": ("rejected", "EHOSTUNREACH"),
-                        "alibaba-metadata": ("timeout", None),
-                        "gitlab": ("connected", None)}
+    for name in ("metadata-ipv4", "metadata-ipv4-closed-port"):
+        assert outcomes.pop(name) in blocked, name
+    assert outcomes == {"alibaba-metadata": ("timeout", None), "gitlab": ("connected", None)}
     assert result["findings"] == []
     assert set(r["status"] for r in result["results"]) == {"pass"}
 
