@@ -39,6 +39,9 @@ from pathlib import Path
 import yaml
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+# The integration tests' helpers read the fixture repository's access log.
+sys.path.insert(0, str(CHECKOUT / "tests" / "integration"))
+from runner_hosts import repository_log_mark, repository_requests_from  # noqa: E402  pylint: disable=wrong-import-position
 MAIN = "hgr-bench-site"
 EXTRA = ["hgr-bench-audit%02d" % i for i in range(1, 10)]
 BOOT_TIMEOUT = 90
@@ -68,10 +71,6 @@ def sh(*args, check=True, timeout=300):
     if check and proc.returncode != 0:
         raise RuntimeError("%s failed (rc=%d): %s%s" % (" ".join(args[:4]), proc.returncode, proc.stdout, proc.stderr))
     return proc
-
-
-def now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Bench:
@@ -134,13 +133,6 @@ class Bench:
         return seconds, recaps
 
 
-def repository_requests(host, since):
-    address = sh("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                 host).stdout.split()
-    log = sh("docker", "logs", "--since", since, "hgr-apt-repo")
-    return [line for line in (log.stdout + log.stderr).splitlines() if line.split(" ", 1)[0] in address]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--skip-runners-scale", action="store_true", help="do not run runners_scale.py afterwards")
@@ -166,11 +158,11 @@ def main():
         rows.append(("floor: facts and one ping", floor, ""))
         first, recaps = bench.play("site-first", "--limit", MAIN, "hardened.gitlab_runner.site")
         rows.append(("site.yml, first converge", first, "changed=%d" % recaps[MAIN]["changed"]))
-        since = now()
+        since = repository_log_mark()
         second, recaps = bench.play("site-second", "--limit", MAIN, "hardened.gitlab_runner.site")
         if args.profile:
             bench.play("site-profile", "--limit", MAIN, "hardened.gitlab_runner.site", profile=True)
-        requests = repository_requests(MAIN, since)
+        requests = repository_requests_from(MAIN, since)
         rows.append(("site.yml, second converge", second, "changed=%d, repository requests=%d" % (
             recaps[MAIN]["changed"], len(requests))))
         rows.append(("ratio second / floor", second / floor, ""))

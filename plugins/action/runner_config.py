@@ -96,10 +96,15 @@ class ActionModule(ActionBase):
                                     % (path, result.get("msg", "stat failed")))
         return result["stat"]
 
-    def _read_current(self, path, task_vars):
-        """(stat, bytes or None) of the current config.toml; refuses anything but a regular file."""
+    def _read_current(self, path, task_vars, content=True):
+        """(stat, bytes or None) of the current config.toml; refuses anything but a regular file.
+
+        Without ``content`` the file is only looked at, not read: the gate's
+        verdict does not depend on the runner-managed id/token_* fields the
+        current file contributes, so the gate-only call saves the round trip.
+        """
         stat = self._stat(path, task_vars)
-        if not stat.get("exists"):
+        if not stat.get("exists") or (not content and stat.get("isreg")):
             return stat, None
         if not stat.get("isreg"):
             raise AnsibleActionFail("gitlab_runner: %s exists but is not a regular file; move it away first. "
@@ -119,10 +124,10 @@ class ActionModule(ActionBase):
         status, version = out.strip().split("|", 1)
         return version.strip() if status.startswith(("ii", "hi")) else ""
 
-    def _needs_write(self, stat, current, wanted):
-        if current is None or current != wanted:
-            return True
-        return not (stat.get("mode") == "0600" and stat.get("uid") == 0 and stat.get("gid") == 0)
+    @staticmethod
+    def _root_private(stat):
+        """Whether a stat result is a file 0600 root:root, as both files must be."""
+        return stat.get("mode") == "0600" and stat.get("uid") == 0 and stat.get("gid") == 0
 
     def _write(self, path, data, task_vars):
         """Put ``data`` at ``path`` (0600 root:root) with the copy module's atomic replace."""
@@ -145,7 +150,7 @@ class ActionModule(ActionBase):
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         path = args["path"]
         try:
-            stat, current = self._read_current(path, task_vars)
+            stat, current = self._read_current(path, task_vars, content=not args["gate_only"])
             existing = from_toml(current.decode("utf-8", errors="replace"), strict=False) if current else {}
             try:
                 document = build_document(args["settings"], args["runners"], args["defaults"], existing)
@@ -170,7 +175,7 @@ class ActionModule(ActionBase):
                 return result
 
             wanted = to_bytes(render(document))
-            config_changed = self._needs_write(stat, current, wanted)
+            config_changed = current != wanted or not self._root_private(stat)
             if config_changed and not self._task.check_mode:
                 self._write(path, wanted, task_vars)
             ack_changed = False
@@ -179,7 +184,7 @@ class ActionModule(ActionBase):
                 ack = to_bytes(acknowledgements_text(verdict))
                 ack_stat = self._stat(ack_path, task_vars, checksum=True)
                 if not (ack_stat.get("exists") and ack_stat.get("checksum") == hashlib.sha1(ack).hexdigest()
-                        and ack_stat.get("mode") == "0600" and ack_stat.get("uid") == 0 and ack_stat.get("gid") == 0):
+                        and self._root_private(ack_stat)):
                     ack_changed = True
                     if not self._task.check_mode:
                         self._write(ack_path, ack, task_vars)

@@ -49,7 +49,8 @@ options:
     description: Where to record the accepted exceptions (JSON, 0600) for the audit; unset records none.
     type: str
   gate_only:
-    description: Only read, build and gate; write nothing.
+    description: Only look at the current file (it must be a regular file, if any), build and gate; read and
+      write nothing. The verdict does not depend on the runner-managed fields the current file contributes.
     type: bool
     default: false
   runner_version:

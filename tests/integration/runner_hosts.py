@@ -6,6 +6,7 @@ the ``hgr-test`` network, and ``ansible-playbook`` runs against them with the
 checkout's collection and ``ansible.cfg``.
 """
 
+import datetime
 import os
 import shutil
 import subprocess
@@ -117,3 +118,18 @@ def run_playbook(workdir, label, *args):
         output += "\n" + log.read_text(errors="replace")
     (workdir / ("%s.out" % label)).write_text(output)
     return proc.returncode, output
+
+
+def repository_log_mark():
+    """Now, in the form ``docker logs --since`` takes: pass it to repository_requests_from()."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def repository_requests_from(host, since):
+    """Lines of the fixture repository's access log (python -m http.server, container hgr-apt-repo)
+    written since ``since`` (repository_log_mark()) for requests from the container ``host``."""
+    address = sh("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                 host).stdout.split()
+    assert address, "%s has no address" % host
+    log = sh("docker", "logs", "--since", since, "hgr-apt-repo")
+    return [line for line in (log.stdout + log.stderr).splitlines() if line.split(" ", 1)[0] in address]

@@ -15,7 +15,6 @@ Needs docker, the local images and the fixture apt repository
 (``make images fixtures link``). Run with ``pytest tests/integration``.
 """
 
-import datetime
 import json
 import os
 import re
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from runner_hosts import CHECKOUT, check_prerequisites, disposable_hosts, fixture_repo_url, sh
+from runner_hosts import (CHECKOUT, check_prerequisites, disposable_hosts, fixture_repo_url, repository_log_mark,
+                          repository_requests_from, sh)
 
 HOST = "hgr-built-collection"
 PLAYBOOK_TIMEOUT = 1200
@@ -91,21 +91,9 @@ def test_the_collection_resolves_from_the_installed_tarball_only(installed):
         assert not (installed_root / absent).exists(), absent
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _repository_requests_from_host(since):
-    """Lines of the test package repository's access log (python -m http.server) since ``since`` from HOST."""
-    address = sh("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", HOST).stdout.split()
-    assert address, "%s has no address" % HOST
-    log = sh("docker", "logs", "--since", since, "hgr-apt-repo")
-    return [line for line in (log.stdout + log.stderr).splitlines() if line.split(" ", 1)[0] in address]
-
-
 def test_site_yml_from_the_tarball_converges_and_audits(installed):
     work, _collections, env = installed
-    started = _now()
+    started = repository_log_mark()
     # A fleet rollout's batch settings (docs/fleet.md) are accepted on the way.
     rc, output = _run(work, env, "-i", "inventory.yml", "-e", '{"site_serial": [1, "50%"], "site_max_fail_percentage": 0}',
                       "hardened.gitlab_runner.site")
@@ -119,19 +107,19 @@ def test_site_yml_from_the_tarball_converges_and_audits(installed):
     assert mode == ["600", "root"], mode
     assert "glrt-FAKE-built-collection-not-real" not in output
     # Positive control for the no-network test below: this first converge did use the repository.
-    assert _repository_requests_from_host(started), "no request from %s in hgr-apt-repo's log" % HOST
+    assert repository_requests_from(HOST, started), "no request from %s in hgr-apt-repo's log" % HOST
 
 
 def test_second_converge_changes_nothing_and_touches_no_repository(installed):
     """A no-op re-run of the whole site.yml: changed=0, and not one request to the package repository."""
     work, _collections, env = installed
-    started = _now()
+    started = repository_log_mark()
     rc, output = _run(work, env, "-i", "inventory.yml", "hardened.gitlab_runner.site")
     assert rc == 0, "the second site.yml run failed (rc=%d); see %s" % (rc, work / "site.out")
     recap = re.search(r"^%s\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0" % HOST, output, re.M)
     assert recap and recap.group(1) == "0", "the second converge changed something:\n%s" % (
         "\n".join(line for line in output.splitlines() if line.startswith("changed:")))
-    requests = _repository_requests_from_host(started)
+    requests = repository_requests_from(HOST, started)
     assert not requests, "the no-op converge made requests to the package repository:\n" + "\n".join(requests)
 
 
