@@ -689,6 +689,17 @@ def test_missing_docker_sdk(host, capsys, monkeypatch):
     assert "docker" in result["msg"] and "Failed to import the required Python library" in result["msg"]
 
 
+def test_skip_without_socket(host, capsys, monkeypatch, tmp_path):
+    # Checked before the SDK: a shell-only host has neither an engine nor python3-docker.
+    monkeypatch.setattr(docker_daemon_audit, "HAS_DOCKER", False)
+    missing = str(tmp_path / "no-docker.sock")
+    skipped = run({"socket_path": missing, "skip_without_socket": True}, capsys)
+    assert skipped["skipped"] is True and missing in skipped["msg"] and "findings" not in skipped
+    # Without the option, or with a socket there, the audit runs (and here fails for the SDK).
+    run({"socket_path": missing}, capsys, expect_failure=True)
+    run({"socket_path": host.socket_path, "skip_without_socket": True}, capsys, expect_failure=True)
+
+
 def test_check_mode(host, capsys, warnings):
     result = host.run(capsys, _ansible_check_mode=True)
     assert result["findings"] == []
