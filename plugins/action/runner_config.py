@@ -6,7 +6,11 @@ from the host, builds the wanted document on the controller (the runners'
 input, the role's secure defaults, and the runner-managed id/token_* fields of
 the current file), runs the policy gate, and only when ``gate_only`` is false
 and the gate passes, writes the file (0600 root:root, atomically, only when its
-content changed) with the acknowledgements file next to it. Unknown keys are
+content changed) with the acknowledgements file next to it, and the host keys
+each ssh, virtualbox or parallels runner pins (``ssh_known_hosts``) to a
+known_hosts file of its own in ``known_hosts.d`` beside config.toml (0644
+root:root in a 0700 root directory; written before config.toml names them,
+files of runners that are gone removed after it). Unknown keys are
 judged by the key list of ``runner_version`` (the pinned version), else of
 the version of the gitlab-runner package installed on the host (one
 ``dpkg-query`` over the connection, no module), else by the newest list; the
@@ -22,6 +26,8 @@ built from the gate's token-free texts or from fixed strings.
 import base64
 import hashlib
 import json
+import posixpath
+from collections.abc import Mapping
 
 try:
     import tomllib
@@ -38,6 +44,7 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_conf
     ConfigError,
     build_document,
     gate,
+    known_hosts_files,
     to_toml_document,
 )
 
@@ -78,6 +85,25 @@ def render(document):
 
 def acknowledgements_text(verdict):
     return json.dumps({"acknowledged": verdict["acknowledged"]}, indent=4, sort_keys=True) + "\n"
+
+
+def known_hosts_dir(path):
+    """The directory of the managed known_hosts files: known_hosts.d beside config.toml."""
+    return posixpath.normpath(posixpath.join(posixpath.dirname(path) or ".", "known_hosts.d"))
+
+
+def names_known_hosts_dir(document, directory):
+    """Whether a runner of a parsed config.toml reads a known_hosts file in ``directory``."""
+    prefix = directory.rstrip("/") + "/"
+    for runner in document.get("runners") or []:
+        sections = runner.items() if isinstance(runner, Mapping) else ()
+        for section, table in sections:
+            if str(section).casefold() != "ssh" or not isinstance(table, Mapping):
+                continue
+            for key, value in table.items():
+                if str(key).casefold() == "known_hosts_file" and str(value).startswith(prefix):
+                    return True
+    return False
 
 
 class ActionModule(ActionBase):
@@ -129,20 +155,63 @@ class ActionModule(ActionBase):
         """Whether a stat result is a file 0600 root:root, as both files must be."""
         return stat.get("mode") == "0600" and stat.get("uid") == 0 and stat.get("gid") == 0
 
-    def _write(self, path, data, task_vars):
-        """Put ``data`` at ``path`` (0600 root:root) with the copy module's atomic replace."""
+    def _write(self, path, data, task_vars, mode="0600"):
+        """Put ``data`` at ``path`` (root:root, 0600 unless told) with the copy module's atomic replace."""
         tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
         remote = self._connection._shell.join_path(tmpdir, "source")
         self._transfer_data(remote, data)
         self._fixup_perms2((tmpdir, remote))
         result = self._module("ansible.legacy.copy", {
-            "src": remote, "dest": path, "owner": "root", "group": "root", "mode": "0600",
+            "src": remote, "dest": path, "owner": "root", "group": "root", "mode": mode,
             "_original_basename": path.rsplit("/", 1)[-1], "follow": False,
         }, task_vars)
         if result.get("failed"):
             # The copy module's message names paths and the OS error, never the content.
             raise AnsibleActionFail("gitlab_runner: writing %s failed: %s" % (path, result.get("msg", "copy failed")))
         return bool(result.get("changed"))
+
+    def _checked(self, name, args, task_vars, what):
+        result = self._module(name, args, task_vars)
+        if result.get("failed"):
+            raise AnsibleActionFail("gitlab_runner: %s failed: %s" % (what, result.get("msg", name)))
+        return result
+
+    def _put_known_hosts(self, directory, pins, existing, task_vars):
+        """Write the pinned host keys before config.toml names their files: (changed, paths to remove after it).
+
+        A host without ssh-type runners is only looked at when its current
+        config.toml names a file in the directory: then the whole directory
+        goes, and nothing costs a module call on any other run.
+        """
+        if not pins:
+            return (True, [directory]) if names_known_hosts_dir(existing, directory) else (False, [])
+        changed = bool(self._checked("ansible.legacy.file", {
+            "path": directory, "state": "directory", "owner": "root", "group": "root", "mode": "0700",
+            "follow": False}, task_vars, "creating %s" % directory).get("changed"))
+        found = self._checked("ansible.legacy.find", {
+            "paths": [directory], "file_type": "any", "hidden": True, "recurse": False, "get_checksum": True,
+        }, task_vars, "listing %s" % directory).get("files") or []
+        # find names what it lists normalized, as known_hosts_dir() names the directory.
+        entries = dict((posixpath.normpath(str(entry.get("path"))), entry) for entry in found)
+        for path, data in sorted(pins.items()):
+            entry = entries.get(path) or {}
+            if entry.get("isdir"):
+                raise AnsibleActionFail("gitlab_runner: %s is a directory; move it away first. config.toml was "
+                                        "not changed." % path)
+            if not (entry.get("isreg") and entry.get("checksum") == hashlib.sha1(data).hexdigest()
+                    and entry.get("mode") == "0644" and entry.get("uid") == 0 and entry.get("gid") == 0):
+                changed = True
+                if not self._task.check_mode:
+                    self._write(path, data, task_vars, mode="0644")
+        return changed, sorted(path for path in entries if path not in pins)
+
+    def _remove(self, paths, task_vars):
+        """Remove what no runner reads any more (after config.toml stopped naming it)."""
+        if not self._task.check_mode:
+            for path in paths:
+                self._checked("ansible.legacy.file", {"path": path, "state": "absent"}, task_vars,
+                              "removing %s" % path)
+        return bool(paths)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -152,8 +221,10 @@ class ActionModule(ActionBase):
         try:
             stat, current = self._read_current(path, task_vars, content=not args["gate_only"])
             existing = from_toml(current.decode("utf-8", errors="replace"), strict=False) if current else {}
+            directory = known_hosts_dir(path)
             try:
-                document = build_document(args["settings"], args["runners"], args["defaults"], existing)
+                document = build_document(args["settings"], args["runners"], args["defaults"], existing,
+                                          known_hosts_dir=directory)
             except ConfigError as exc:
                 raise AnsibleActionFail("%s %s" % (NOTHING_CHANGED, exc))
             version, origin = args["runner_version"].strip(), "pinned"
@@ -174,6 +245,8 @@ class ActionModule(ActionBase):
                 result["changed"] = False
                 return result
 
+            pins = dict((name, to_bytes(text)) for name, text in known_hosts_files(args["runners"], directory).items())
+            known_hosts_changed, stale = self._put_known_hosts(directory, pins, existing, task_vars)
             wanted = to_bytes(render(document))
             config_changed = current != wanted or not self._root_private(stat)
             if config_changed and not self._task.check_mode:
@@ -188,10 +261,11 @@ class ActionModule(ActionBase):
                     ack_changed = True
                     if not self._task.check_mode:
                         self._write(ack_path, ack, task_vars)
+            known_hosts_changed = self._remove(stale, task_vars) or known_hosts_changed
             # An acknowledgement's reason lives only in the acknowledgements file:
             # a new reason changes the task (and reloads the service) too.
-            result.update(changed=config_changed or ack_changed, config_changed=config_changed,
-                          acknowledgements_changed=ack_changed)
+            result.update(changed=config_changed or ack_changed or known_hosts_changed, config_changed=config_changed,
+                          acknowledgements_changed=ack_changed, known_hosts_changed=known_hosts_changed)
             return result
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -149,6 +149,17 @@ _POLICIES = (
            _SEC + ": Network segmentation; GitLab Runner docs, Security for self-managed runners", None, "audit", _NETWORK),
     Policy("GR045", "medium", "Jobs cannot reach the GitLab instance or DNS (positive control failed)",
            _SEC + ": Network segmentation (the probe cannot prove a block without it)", None, "audit", _NETWORK),
+    # The SSH connections of the ssh, virtualbox and parallels executors, and the VMs jobs get.
+    Policy("GR046", "high", "SSH host keys are not pinned: no known_hosts_file, so the runner user's "
+           "~/.ssh/known_hosts decides (ssh, virtualbox, parallels)",
+           _SEC + ": Usage of SSH executor", None, "refuse", _CONFIG),
+    Policy("GR047", "high", "An SSH identity_file is open to others than root, or a known_hosts_file is missing "
+           "or others than root can change it",
+           _SEC + ": Usage of SSH executor", None, "audit", _CONFIG),
+    Policy("GR048", "high", "Jobs may pick another VM on the host as their image (virtualbox/parallels "
+           "allowed_images entries that are not whole VM names)",
+           _SEC + ": Usage of Parallels executor; GitLab Runner docs, VirtualBox and Parallels executors "
+           "(allowed_images)", "trusted", "refuse", _CONFIG),
 )
 
 CATALOG = dict((p.id, p) for p in _POLICIES)
@@ -265,6 +276,19 @@ def _set(value):
 
 def _is_one(value):
     return isinstance(value, int) and not isinstance(value, bool) and value == 1
+
+
+def _variants(table, key):
+    """Every value ``table`` holds for ``key``, in any spelling.
+
+    GitLab Runner's decoder loads each spelling into the same field, one
+    after the other, in an order nobody chose: any of them may be the one
+    that is in effect.
+    """
+    if not isinstance(table, Mapping):
+        return []
+    folded = key.casefold()
+    return [value for name, value in table.items() if isinstance(name, str) and name.casefold() == folded]
 
 
 def _cap(name):
@@ -709,6 +733,116 @@ def _kubernetes_findings(name, k8s):
 
 DOCKER_EXECUTORS = ("docker", "docker-windows", "docker+machine", "docker-autoscaler")
 SSH_SECTION_EXECUTORS = ("ssh", "virtualbox", "parallels")
+VM_EXECUTORS = ("virtualbox", "parallels")
+
+_CANNOT_LOAD = "GitLab Runner cannot load it into its integer field and refuses the whole config.toml"
+
+
+def _reuse_text(key, value):
+    """What GitLab Runner makes of a MaxBuilds or max_use_count value (a Go int; 0 or less: no limit)."""
+    if isinstance(value, bool):
+        return "%s = %s (a boolean: %s)" % (key, "true" if value else "false", _CANNOT_LOAD)
+    if isinstance(value, int):
+        if value < 1:
+            return "%s = %d (0 or less: unlimited)" % (key, value)
+        return "%s = %d (a machine runs up to %d jobs)" % (key, value, value)
+    if isinstance(value, str):
+        return '%s = "%s" (a string: %s)' % (key, value[:40], _CANNOT_LOAD)
+    if isinstance(value, float):
+        return "%s = %r (a float: %s)" % (key, value, _CANNOT_LOAD)
+    return "%s = %s (not a number: %s)" % (key, _show(value)[:60], _CANNOT_LOAD)
+
+
+def _reuse_findings(name, runner, section, key):
+    """GR014 unless every spelling of ``[runners.<section>] <key>`` holds the TOML integer 1."""
+    values = [value for table in _variants(runner, section) for value in _variants(table, key)]
+    setting = "[runners.%s] %s" % (section, key)
+    if not values:
+        return [finding("GR014", name, setting, "%s unset (0: unlimited)" % key)]
+    for value in values:
+        if not _is_one(value):
+            return [finding("GR014", name, setting, _reuse_text(key, value))]
+    return []
+
+
+def _escaped(text, index):
+    """Whether the character at ``index`` follows an odd number of backslashes."""
+    count = 0
+    while index - count - 1 >= 0 and text[index - count - 1] == "\\":
+        count += 1
+    return count % 2 == 1
+
+
+def whole_vm_name_pattern(pattern):
+    """Whether an ``allowed_images`` entry can only match whole, spelt-out VM names.
+
+    GitLab Runner compiles each entry as a Go regular expression and lets a
+    job use any VM whose name the expression finds anywhere in it
+    (executors/vm/vm.go, MatchString). An entry passes when it is anchored at
+    both ends (``^``/``\\A`` and ``$``/``\\z``; without the ``m`` flag Go's
+    ``$`` is the end of the text) and between them holds only literal
+    characters, escaped punctuation and groups of alternatives:
+    ``^ubuntu-24\\.04$``, ``^(macos-14|macos-15)$``.
+    """
+    text = "" if pattern is None else str(pattern)
+    if text.startswith("^"):
+        body = text[1:]
+    elif text.startswith("\\A"):
+        body = text[2:]
+    else:
+        return False
+    if body.endswith("\\z") and not _escaped(body, len(body) - 2):
+        body = body[:-2]
+    elif body.endswith("$") and not _escaped(body, len(body) - 1):
+        body = body[:-1]
+    else:
+        return False
+    depth = index = 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            # An escaped letter or digit is a class, an anchor or a code (\d, \b, \x41): not literal.
+            if index + 1 >= len(body) or body[index + 1].isalnum():
+                return False
+            index += 2
+            continue
+        if char == "(":
+            if body.startswith("(?:", index):
+                index += 2
+            elif body.startswith("(?", index):
+                return False  # flags, named groups
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif char == "|" and depth == 0:
+            return False  # ^a|b$ is ^a or b$
+        elif char in ".+*?[]{}^$":
+            return False
+        index += 1
+    return depth == 0
+
+
+def ssh_connection_files(runner):
+    """The files GitLab Runner reads for a runner's SSH connections: [(key, path)].
+
+    Only for the executors that connect with ``[runners.ssh]``:
+    ``identity_file`` whenever it is set (helpers/ssh/ssh_command.go reads it
+    for every connection) and ``known_hosts_file`` unless strict host key
+    checking is off (then nothing reads it).
+    """
+    if str(_get(runner, "executor") or "") not in SSH_SECTION_EXECUTORS:
+        return []
+    ssh = _table(runner, "ssh")
+    out = []
+    identity = _get(ssh, "identity_file")
+    if isinstance(identity, str) and identity.strip():
+        out.append(("identity_file", identity))
+    known = _get(ssh, "known_hosts_file")
+    if isinstance(known, str) and known.strip() and not _set(_get(ssh, "disable_strict_host_key_checking")):
+        out.append(("known_hosts_file", known))
+    return out
 
 
 def evaluate_runner(runner):
@@ -724,20 +858,29 @@ def evaluate_runner(runner):
     if executor == "kubernetes":
         out.extend(_kubernetes_findings(name, _table(runner, "kubernetes")))
     if executor in SSH_SECTION_EXECUTORS:
-        value = _get(_table(runner, "ssh"), "disable_strict_host_key_checking")
+        ssh = _table(runner, "ssh")
+        value = _get(ssh, "disable_strict_host_key_checking")
         if _set(value):
             out.append(finding("GR013", name, "[runners.ssh] disable_strict_host_key_checking",
                                "disable_strict_host_key_checking = %s" % value))
+        elif not str(_get(ssh, "known_hosts_file") or "").strip():
+            # helpers/ssh/ssh_command.go (getHostKeyCallback): without a
+            # known_hosts_file the runner reads ~/.ssh/known_hosts of the user
+            # it runs as, holding whatever key a first manual ssh accepted.
+            out.append(finding("GR046", name, "[runners.ssh] known_hosts_file",
+                               "unset: host keys are checked against ~/.ssh/known_hosts of the user GitLab Runner "
+                               "runs as, which holds whatever keys an earlier ssh accepted"))
+    if executor in VM_EXECUTORS:
+        images = _get(_table(runner, executor), "allowed_images")
+        loose = [str(p) for p in _as_list(images) if not whole_vm_name_pattern(p)]
+        if loose:
+            out.append(finding("GR048", name, "[runners.%s] allowed_images" % executor,
+                               "allowed_images = %s (entries that are not ^whole-name$: %s; a job may use any VM "
+                               "whose name they match anywhere)" % (_show(images)[:200], _show(loose)[:200])))
     if executor == "docker+machine":
-        max_builds = _get(_table(runner, "machine"), "MaxBuilds")
-        if not _is_one(max_builds):
-            out.append(finding("GR014", name, "[runners.machine] MaxBuilds",
-                               "MaxBuilds = %s" % (max_builds if max_builds else "0/unset (unlimited)")))
+        out.extend(_reuse_findings(name, runner, "machine", "MaxBuilds"))
     if executor in ("docker-autoscaler", "instance"):
-        max_use = _get(_table(runner, "autoscaler"), "max_use_count")
-        if not _is_one(max_use):
-            out.append(finding("GR014", name, "[runners.autoscaler] max_use_count",
-                               "max_use_count = %s" % (max_use if max_use else "0/unset (unlimited)")))
+        out.extend(_reuse_findings(name, runner, "autoscaler", "max_use_count"))
     if executor and not _truthy_flag(flags.get("FF_ENABLE_JOB_CLEANUP")):
         out.append(finding("GR017", name, "[runners.feature_flags] FF_ENABLE_JOB_CLEANUP", "not enabled"))
     return out

@@ -13,8 +13,13 @@ controller-side dependency set stays at ansible-core alone.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import hashlib
+import posixpath
 import re
+import struct
 from collections.abc import Mapping, Sequence
 
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy import (
@@ -22,9 +27,15 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
     DOCKER_EXECUTORS,
     REQUIRED_CAP_DROP,
     SSH_SECTION_EXECUTORS,
+    VM_EXECUTORS,
     evaluate_document_by_runner,
     unknown_key_findings,
 )
+try:
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+except ImportError:  # ansible-core brings it to every controller; without it the shape checks below stay
+    load_ssh_public_key = None
+
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config_schema import (
     KEY_LISTS,
     acknowledgeable,
@@ -41,11 +52,15 @@ _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d
 
 # Sections copied as given (then checked against the schema); docker,
 # kubernetes, ssh, machine, autoscaler and feature_flags get secure defaults
-# below instead. Every one of them is also an option of a runner in the role's
+# below instead, and so do virtualbox and parallels on a runner of that
+# executor. Every one of them is also an option of a runner in the role's
 # argument spec (tests/unit checks the two agree).
 _PASSTHROUGH_SECTIONS = ("cache", "custom_build_dir", "custom", "virtualbox", "parallels")
 _DEFAULTED_SECTIONS = ("docker", "kubernetes", "ssh", "machine", "autoscaler", "feature_flags")
 EXECUTOR_SECTIONS = _DEFAULTED_SECTIONS + _PASSTHROUGH_SECTIONS
+# Runner options that are no config.toml key of their own: the builder turns
+# them into something else (the pins into a file and its known_hosts_file).
+RUNNER_INPUTS = ("ssh_known_hosts",)
 _SCALARS = ("name", "url", "token", "executor", "limit", "request_concurrency", "output_limit", "environment",
             "builds_dir", "cache_dir", "shell", "clone_url")
 # Keys the role writes from a runner's own input. `settings` may not set them,
@@ -59,6 +74,191 @@ EXECUTORS = ("shell", "docker", "docker-windows", "docker+machine", "docker-auto
 
 class ConfigError(ValueError):
     """Bad role input; the message never contains a token."""
+
+
+# --- pinned SSH host keys ---------------------------------------------------------
+#
+# What GitLab Runner does (helpers/ssh/ssh_command.go, getHostKeyCallback, used
+# by the ssh, virtualbox and parallels executors alike): with
+# disable_strict_host_key_checking = true it accepts any host key; otherwise it
+# checks the key against known_hosts_file and, when that is unset, against
+# ~/.ssh/known_hosts of the user it runs as (root for the service), a file
+# whatever first `ssh` to the host filled by accepting the key it was shown.
+# It never adds a key itself, and a file it cannot open fails the connection.
+# So the role writes the keys the inventory pins (ssh_known_hosts) to a file
+# of each runner's own and points known_hosts_file at it; a runner without
+# pins is refused (GR046), and no other known_hosts_file is taken.
+#
+# The reader is golang.org/x/crypto/ssh/knownhosts: one line it cannot parse
+# fails every connection, it ignores the key type a line states (the key
+# carries its own), and it compares ports literally (a VirtualBox VM is reached
+# at [localhost]:<the host port of its "guestssh" NAT rule>).
+
+DEFAULT_KNOWN_HOSTS_DIR = "/etc/gitlab-runner/known_hosts.d"
+KNOWN_HOSTS_HEADER = (
+    "# Managed by hardened.gitlab_runner (role gitlab_runner): the SSH host keys one runner\n"
+    "# pins in its ssh_known_hosts. Changes made here are replaced on the role's next run.\n"
+)
+# Key types and the number of fields of their public key blob, type included.
+_KEY_FIELDS = {
+    "ssh-ed25519": 2,
+    "ssh-rsa": 3,
+    "ecdsa-sha2-nistp256": 3,
+    "ecdsa-sha2-nistp384": 3,
+    "ecdsa-sha2-nistp521": 3,
+    "sk-ssh-ed25519@openssh.com": 3,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 4,
+}
+SSH_KEY_TYPES = tuple(_KEY_FIELDS)
+_MARKERS = ("@cert-authority", "@revoked")
+_HOST = re.compile(r"^[A-Za-z0-9._*?%:-]+$")
+_BRACKETED_HOST = re.compile(r"^\[([A-Za-z0-9._*?%:-]+)\]:([0-9]{1,5})$")
+_HASHED_HOST = re.compile(r"^\|1\|([A-Za-z0-9+/=]+)\|([A-Za-z0-9+/=]+)$")
+_LONGEST_LINE = 16384  # the reader gives up on lines over 64 KiB
+
+
+def _key_fields(data):
+    """The SSH wire-format strings of a public key blob, or None when they do not add up."""
+    fields = []
+    while data:
+        if len(data) < 4:
+            return None
+        size = struct.unpack(">I", data[:4])[0]
+        if size > len(data) - 4:
+            return None
+        fields.append(data[4:4 + size])
+        data = data[4 + size:]
+    return fields
+
+
+def _printable(raw):
+    text = raw.decode("ascii", "replace")
+    return text if len(text) <= 60 and all(32 < ord(c) < 127 for c in text) else None
+
+
+def _hosts_problem(field):
+    """Why a known_hosts host field would not pin anything as meant, or None."""
+    if field.startswith("|"):
+        match = _HASHED_HOST.match(field)
+        try:
+            ok = match is not None and len(base64.b64decode(match.group(2), validate=True)) == 20 \
+                and len(base64.b64decode(match.group(1), validate=True)) > 0
+        except (binascii.Error, ValueError):
+            ok = False
+        return None if ok else "has a hashed host that is not |1|<base64 salt>|<base64 SHA-1 HMAC>"
+    positive = False
+    for pattern in field.split(","):
+        negated = pattern.startswith("!")
+        host = pattern[1:] if negated else pattern
+        if not host:
+            return "has an empty host pattern"
+        if host.startswith("["):
+            match = _BRACKETED_HOST.match(host)
+            if not match:
+                return "has a host pattern in brackets that is not [host]:port"
+            if not 0 < int(match.group(2)) < 65536:
+                return "has a [host]:port pattern whose port is not 1-65535"
+        elif not _HOST.match(host):
+            return "has a host pattern with characters no host name, address or wildcard holds"
+        elif host.count(":") == 1:
+            # GitLab Runner's reader would take name:port as a host and a port, OpenSSH as one name.
+            return "has a host pattern with a port but no brackets: write [host]:port"
+        positive = positive or not negated
+    if not positive:
+        return "has no host pattern that is not negated, so it pins nothing"
+    return None
+
+
+def known_hosts_problem(line):
+    """Why one ``ssh_known_hosts`` line cannot be pinned, or None.
+
+    The reason names the key type at most, never key material.
+    """
+    if not isinstance(line, str):
+        return "must be text: one known_hosts line"
+    if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in line):
+        return "must be one line, without line breaks or control characters"
+    if len(line) > _LONGEST_LINE:
+        return "is longer than %d characters" % _LONGEST_LINE
+    words = line.split()
+    if not words:
+        return "is empty"
+    if words[0].startswith("#"):
+        return "is a comment, not a host key"
+    if words[0].startswith("@"):
+        if words[0] not in _MARKERS:
+            return "starts with an unknown marker (known: %s)" % ", ".join(_MARKERS)
+        words = words[1:]
+    if len(words) < 3:
+        return "needs a host pattern, a key type and a key"
+    hosts, keytype, key = words[:3]
+    problem = _hosts_problem(hosts)
+    if problem:
+        return problem
+    if keytype == "ssh-dss":
+        return "pins a DSA key (ssh-dss), which OpenSSH no longer accepts: pin another of the host's keys"
+    if keytype not in _KEY_FIELDS:
+        shown = keytype if len(keytype) <= 60 else keytype[:57] + "..."
+        return "has an unknown key type %s (known: %s)" % (shown, ", ".join(SSH_KEY_TYPES))
+    try:
+        data = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        return "holds a key that is not valid base64"
+    fields = _key_fields(data)
+    if fields and fields[0] != keytype.encode("ascii"):
+        actual = _printable(fields[0])
+        return "says %s but holds %s" % (keytype, "a %s key" % actual if actual else "a key of another type")
+    if not fields or len(fields) != _KEY_FIELDS[keytype]:
+        return "holds a key that is not a %s public key (its fields do not fit that type)" % keytype
+    if "ed25519" in keytype and len(fields[1]) != 32:
+        return "holds an Ed25519 key that is not 32 bytes long"
+    if "ecdsa" in keytype and fields[1] != keytype.split("@")[0].rsplit("-", 1)[-1].encode("ascii"):
+        return "holds an ECDSA key on another curve than %s says" % keytype
+    if load_ssh_public_key is not None:
+        # What the shapes cannot tell: a point off its curve, an RSA exponent
+        # GitLab Runner refuses. Its error text is not passed on.
+        try:
+            load_ssh_public_key(("%s %s" % (keytype, key)).encode("ascii"))
+        except Exception:  # any reason the library refuses the key
+            return "holds a key that is not a valid %s public key" % keytype
+    return None
+
+
+def known_hosts_path(directory, name):
+    """The managed known_hosts file of the runner named ``name`` in ``directory``.
+
+    The name made safe for a file name, and a hash of the exact name, so two
+    runners can never share (and so take over) one file.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))[:64] or "runner"
+    digest = hashlib.sha256(str(name).encode("utf-8")).hexdigest()[:12]
+    return posixpath.join(str(directory).rstrip("/") or "/", "%s-%s" % (slug, digest))
+
+
+def known_hosts_files(runners, directory):
+    """{path: text} of the managed known_hosts files for ``runners`` (input already checked by build_document)."""
+    out = {}
+    for runner in _plain(runners or []):
+        if not isinstance(runner, Mapping) or runner.get("state", "present") == "absent":
+            continue
+        if runner.get("executor") in SSH_SECTION_EXECUTORS and runner.get("ssh_known_hosts"):
+            lines = "".join(line.strip() + "\n" for line in runner["ssh_known_hosts"])
+            out[known_hosts_path(directory, runner["name"])] = KNOWN_HOSTS_HEADER + lines
+    return out
+
+
+def _check_pins(name, executor, pins):
+    if pins is None:
+        return
+    if isinstance(pins, (str, bytes, Mapping)) or not isinstance(pins, Sequence):
+        raise ConfigError('runner "%s": ssh_known_hosts must be a list of known_hosts lines' % name)
+    if pins and executor not in SSH_SECTION_EXECUTORS:
+        raise ConfigError('runner "%s": ssh_known_hosts is only read for the ssh, virtualbox and parallels '
+                          'executors; remove it from this %s runner' % (name, executor))
+    for index, line in enumerate(pins):
+        problem = known_hosts_problem(line)
+        if problem:
+            raise ConfigError('runner "%s": ssh_known_hosts[%d] %s' % (name, index, problem))
 
 
 def _merge(base, override):
@@ -114,9 +314,10 @@ def _check_runner_input(index, runner, seen):
     if clash:
         raise ConfigError('runner "%s": settings may not set %s; the role writes these from the runner\'s own '
                           'keys (name, token, executor, docker, kubernetes, ...)' % (name, ", ".join(clash)))
+    _check_pins(name, runner["executor"], runner.get("ssh_known_hosts"))
 
 
-def build_document(settings, runners, defaults, existing=None):
+def build_document(settings, runners, defaults, existing=None, known_hosts_dir=None):
     """Return the wanted config.toml as a nested mapping.
 
     settings: global keys (concurrent, check_interval, log_level, log_format,
@@ -125,6 +326,8 @@ def build_document(settings, runners, defaults, existing=None):
     defaults: {"docker": {...}, "feature_flags": {...}, "runner": {...},
       "cap_drop_extra": [...]} secure defaults merged under each runner.
     existing: the parsed current config.toml (or None), for runner-managed fields.
+    known_hosts_dir: where the managed known_hosts files of ssh, virtualbox
+      and parallels runners live on the host (DEFAULT_KNOWN_HOSTS_DIR if None).
     """
     settings, runners, defaults = _plain(settings or {}), _plain(runners or []), _plain(defaults or {})
     existing = _plain(existing or {})
@@ -150,7 +353,8 @@ def build_document(settings, runners, defaults, existing=None):
     for runner in runners:
         if runner.get("state", "present") == "absent":
             continue
-        doc["runners"].append(_runner_table(runner, defaults, old.get(runner["name"])))
+        doc["runners"].append(_runner_table(runner, defaults, old.get(runner["name"]),
+                                            known_hosts_dir or DEFAULT_KNOWN_HOSTS_DIR))
     return doc
 
 
@@ -164,7 +368,30 @@ def _required_drops(section, extra):
     return drops
 
 
-def _runner_table(runner, defaults, previous):
+def _ssh_section(runner, ssh, known_hosts_dir):
+    """[runners.ssh] with known_hosts_file set to the runner's managed file, or unset without pins."""
+    managed = known_hosts_path(known_hosts_dir, runner["name"])
+    for key in [k for k in ssh if k.casefold() == "known_hosts_file"]:
+        given = ssh.pop(key)
+        if given not in (None, "") and given != managed:
+            spelt = "" if key == "known_hosts_file" else " (spelt %s)" % key
+            raise ConfigError('runner "%s": [runners.ssh] known_hosts_file%s may only be the file the role writes '
+                              'from the runner\'s ssh_known_hosts (%s); pin the host keys in ssh_known_hosts instead'
+                              % (runner["name"], spelt, managed))
+    if runner.get("ssh_known_hosts"):
+        ssh["known_hosts_file"] = managed
+    return ssh
+
+
+def _vm_section(runner, vm):
+    """[runners.virtualbox] or [runners.parallels]; GitLab Runner fails every job without base_name."""
+    if not any(k.casefold() == "base_name" and str(v or "").strip() for k, v in vm.items()):
+        raise ConfigError('runner "%s": [runners.%s] base_name is required: the VM every job is cloned from '
+                          '(GitLab Runner fails each job without it)' % (runner["name"], runner["executor"]))
+    return vm
+
+
+def _runner_table(runner, defaults, previous, known_hosts_dir):
     executor = runner["executor"]
     table = {}
     for key in _SCALARS:
@@ -196,13 +423,19 @@ def _runner_table(runner, defaults, previous):
         kubernetes["cap_drop"] = _required_drops(kubernetes, ())
         table["kubernetes"] = kubernetes
     if executor in SSH_SECTION_EXECUTORS:
-        table["ssh"] = section("ssh", {"disable_strict_host_key_checking": False})
+        table["ssh"] = _ssh_section(runner, section("ssh", {"disable_strict_host_key_checking": False}),
+                                    known_hosts_dir)
     if executor == "docker+machine":
         table["machine"] = section("machine", {"MaxBuilds": 1})
     if executor in ("docker-autoscaler", "instance"):
         table["autoscaler"] = section("autoscaler", {"max_use_count": 1})
+    if executor in VM_EXECUTORS:
+        # Snapshots on (GitLab Runner's own default): every job starts from
+        # the clone's first snapshot. Off, each job gets a new clone that is
+        # deleted after it; neither gives a job what the one before it left.
+        table[executor] = _vm_section(runner, section(executor, {"disable_snapshots": False}))
     for key in _PASSTHROUGH_SECTIONS:
-        if runner.get(key) or table.get(key):
+        if key != executor and (runner.get(key) or table.get(key)):
             table[key] = section(key, {})
     flags = section("feature_flags", flag_defaults)
     if flags:
@@ -211,6 +444,14 @@ def _runner_table(runner, defaults, previous):
 
 
 # --- the gate -----------------------------------------------------------------
+
+# What to do instead, after a refusal's how-to-unlock text.
+_REMEDIES = {
+    "GR046": "Pin the hosts' keys in this runner's ssh_known_hosts: the role writes them to a known_hosts file "
+             "of the runner's own and sets known_hosts_file to it.",
+    "GR048": "Or list whole VM names only: ^name$ or ^(name-a|name-b)$, dots escaped.",
+}
+
 
 def _acknowledgement(ack, runner):
     """(accepted, how-to-unlock text) for one acknowledgement name and runner input."""
@@ -346,7 +587,8 @@ def gate(document, runners, runner_version=None, origin=None, unknown_because=No
             result["acknowledged"].append(_record(finding, policy.ack, reason))
             result["warnings"].append("ACKNOWLEDGED " + _describe(finding) + " reason: " + str(reason))
         else:
-            result["refusals"].append("REFUSED " + _describe(finding) + " " + text)
+            remedy = _REMEDIES.get(finding["id"])
+            result["refusals"].append("REFUSED " + _describe(finding) + " " + text + (" " + remedy if remedy else ""))
     if any(_allowed_unknown_keys(runner)[0] for runner in inputs):
         recorded = set(item["setting"] for item in result["acknowledged"] if item["id"] == "GR015")
         result["acknowledged"].extend(_unknown_keys_for_other_versions(document, inputs, key_list, recorded))

@@ -23,6 +23,12 @@ description:
   - Unless O(gate_only), writes the document (0600 root:root, through a temporary file and an atomic
     rename) only when its content or mode differs, and the accepted exceptions to
     O(acknowledgements_path).
+  - The host keys each C(ssh), C(virtualbox) or C(parallels) runner pins (its C(ssh_known_hosts)) go to a
+    known_hosts file of its own in C(known_hosts.d) beside O(path) (0644 root:root, the directory 0700
+    root:root), written the same way before config.toml names them; config.toml sets the runner's
+    C(known_hosts_file) to it. Files in that directory that no runner pins any more are removed after
+    config.toml is written, and the directory goes with the last of them. A host whose config.toml names no
+    such file and that has no such runner is not looked at.
   - Runner tokens never appear in the task's result, its messages, a diff or the host's log.
     This is the action behind the gitlab_runner role's config.toml tasks.
 options:
@@ -159,6 +165,10 @@ config_changed:
   returned: unless gate_only
 acknowledgements_changed:
   description: Whether the acknowledgements file was (or would be) written.
+  type: bool
+  returned: unless gate_only
+known_hosts_changed:
+  description: Whether a managed known_hosts file (or the directory holding them) was (or would be) written or removed.
   type: bool
   returned: unless gate_only
 """

@@ -26,6 +26,12 @@ description:
   - File problems (missing, unreadable, a directory, too large, not UTF-8 text, NUL bytes,
     TOML syntax errors, C(runners) not an array of tables, values of the wrong type) are
     reported as C(GR023) findings instead of failing the task.
+  - For the ssh, virtualbox and parallels runners, the files their SSH connections read are looked at
+    (never opened) as C(GR047) findings, by what the path resolves to. C([runners.ssh] identity_file) must be
+    a regular file of root's that neither group nor others can read or write (0600 or stricter).
+    C(known_hosts_file), unless strict host key checking is off, must exist as a regular file of root's that
+    neither group nor others can write, in directories only root can change. A relative path is reported as
+    unverifiable (GitLab Runner resolves it against its working directory).
   - Nothing is changed on the host. Runner tokens never leave the host; only salted
     SHA-256 hashes of them are returned, so hosts can be compared for cloned runners
     (C(GR022)) within one audit run.
@@ -258,6 +264,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import traceback
 from collections.abc import Mapping
 
@@ -287,6 +294,7 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
     apply_acknowledgements,
     evaluate_document,
     finding,
+    ssh_connection_files,
 )
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config_schema import (
     key_list_summary,
@@ -417,6 +425,72 @@ _KUBERNETES_ARRAYS = ("cap_add", "cap_drop", "allowed_pull_policies", "allowed_i
                       "allowed_users", "allowed_groups", "image_pull_secrets", "pod_spec")
 
 
+def _directory_problem(path):
+    """The first directory above ``path`` that others than root can change, as text, or None."""
+    seen = set()
+    for start in (os.path.abspath(path), os.path.realpath(path)):
+        directory = os.path.dirname(start)
+        while directory not in seen:
+            seen.add(directory)
+            try:
+                info = os.stat(directory)
+            except OSError as exc:
+                return "a directory above it (%s) cannot be examined (%s)" % (directory, exc.strerror)
+            # Root's sticky directories (/tmp) keep others from replacing a file of root's.
+            writable = info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX
+            if info.st_uid != 0 or writable:
+                return "a directory above it (%s, owner uid %d, mode %04o) lets others than root replace it" % (
+                    directory, info.st_uid, stat.S_IMODE(info.st_mode))
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            directory = parent
+    return None
+
+
+def ssh_file_problem(key, path):
+    """Why an SSH file a runner reads is not safe (text without file contents), or None.
+
+    Only looked at with stat(2), following links as GitLab Runner does when it
+    opens the file: a private key is never read.
+    """
+    if not os.path.isabs(path):
+        return "%s is a relative path (GitLab Runner resolves it against its working directory): not verifiable" % path
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "%s is missing (every SSH connection of this runner fails)" % path
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        return "%s cannot be examined (%s)" % (path, getattr(exc, "strerror", None) or type(exc).__name__)
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISREG(info.st_mode):
+        return "%s is not a regular file" % path
+    if info.st_uid != 0:
+        return "%s is owned by uid %d, not root" % (path, info.st_uid)
+    if key == "identity_file":
+        if mode & 0o077:
+            return "%s has mode %04o, not 0600 or stricter: group or others can read the private key" % (path, mode)
+        return None
+    if mode & 0o022:
+        return "%s: group or others can change it (mode %04o) and add a key for any host" % (path, mode)
+    problem = _directory_problem(path)
+    return "%s: %s" % (path, problem) if problem else None
+
+
+def ssh_file_findings(runners):
+    """GR047 for each SSH identity or known_hosts file of a runner that is missing or open to others than root."""
+    out = []
+    for runner in runners:
+        if not isinstance(runner, Mapping):
+            continue
+        name = _text_or_none(runner.get("name")) or "(unnamed)"
+        for key, path in ssh_connection_files(runner):
+            problem = ssh_file_problem(key, path)
+            if problem:
+                out.append(finding("GR047", name, "[runners.ssh] %s" % key, _clip(problem)))
+    return out
+
+
 def type_findings(document, runners):
     """GR023 for each value whose type GitLab Runner cannot load (tables and arrays only)."""
     out = []
@@ -539,6 +613,7 @@ def run_module():
                 module.no_log_values.add(secret)
             result["parsed"] = True
             findings, runners = evaluate(document, path, choice.key_list)
+            findings.extend(ssh_file_findings(runners))
             ack_path = module.params["acknowledgements_path"] or os.path.join(
                 os.path.dirname(path), "hardened-acknowledgements.json")
             names = [runner.get("name") for runner in runners if isinstance(runner, Mapping)]

@@ -28,7 +28,12 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.policy impo
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config import build_document
 from ansible_collections.hardened.gitlab_runner.plugins.modules import runner_config_audit
 
-from ansible_collections.hardened.gitlab_runner.tests.unit.plugins.filter.test_policy_gate import DEFAULTS, SETTINGS, TOKEN
+from ansible_collections.hardened.gitlab_runner.tests.unit.plugins.filter.test_policy_gate import (
+    DEFAULTS,
+    PIN,
+    SETTINGS,
+    TOKEN,
+)
 
 SECTIONS = ("docker", "kubernetes", "ssh", "machine", "autoscaler", "feature_flags", "virtualbox", "parallels")
 
@@ -239,6 +244,17 @@ INSECURE = [
                                        virtualbox={"base_name": "vm"}), "GR013", None, None),
     ("parallels_no_host_key_check", R("parallels", ssh={"disable_strict_host_key_checking": True},
                                       parallels={"base_name": "vm"}), "GR013", None, None),
+    ("ssh_unpinned", R("ssh", ssh={"host": "vm"}), "GR046", None, None),
+    ("virtualbox_unpinned", R("virtualbox", virtualbox={"base_name": "vm"}), "GR046", None, None),
+    ("parallels_unpinned", R("parallels", parallels={"base_name": "vm"}), "GR046", None, None),
+    ("virtualbox_any_image", R("virtualbox", ssh_known_hosts=[PIN], virtualbox={"base_name": "vm", "allowed_images": [".*"]}),
+     "GR048", None, None),
+    ("parallels_unanchored_image",
+     R("parallels", ssh_known_hosts=[PIN], parallels={"base_name": "vm", "allowed_images": ["macos-14"]}),
+     "GR048", None, None),
+    ("runner_defaults_any_image", R("virtualbox", ssh_known_hosts=[PIN], virtualbox={"base_name": "vm"}), "GR048",
+     with_defaults(runner={"virtualbox": {"allowed_images": ["ubuntu"]}}), None),
+    ("machine_maxbuilds_string", R("docker+machine", machine={"MaxBuilds": "1"}), "GR014", None, None),
     # --- kubernetes -------------------------------------------------------------------------
     ("k8s_privileged", K(privileged=True), "GR002", None, None),
     ("k8s_escalation", K(allow_privilege_escalation=True), "GR007", None, None),
@@ -310,9 +326,12 @@ CONTROLS = [
     ("empty_lists", D(cap_add=[], devices=[], allowed_privileged_images=[]), None, None),
     ("machine_one_build", R("docker+machine", machine={"MaxBuilds": 1, "IdleCount": 0}), None, None),
     ("autoscaler_one_use", R("docker-autoscaler", autoscaler={"max_use_count": 1, "plugin": "p"}), None, None),
-    ("ssh_strict", R("ssh", ssh={"host": "vm", "known_hosts_file": "/etc/gitlab-runner/known_hosts"}), None, None),
-    ("virtualbox", R("virtualbox", virtualbox={"base_name": "vm", "disable_snapshots": False}), None, None),
-    ("parallels", R("parallels", parallels={"base_name": "vm"}), None, None),
+    ("ssh_strict", R("ssh", ssh={"host": "vm"}, ssh_known_hosts=[PIN]), None, None),
+    ("virtualbox", R("virtualbox", ssh_known_hosts=[PIN], virtualbox={"base_name": "vm", "disable_snapshots": False}),
+     None, None),
+    ("parallels", R("parallels", ssh_known_hosts=[PIN], parallels={"base_name": "vm"}), None, None),
+    ("virtualbox_whole_names", R("virtualbox", ssh_known_hosts=[PIN],
+                                 virtualbox={"base_name": "vm", "allowed_images": ["^(vm|vm-next)$"]}), None, None),
     ("k8s_defaults", R("kubernetes"), None, None),
     ("k8s_non_root", K(pod_security_context={"run_as_user": 1000, "run_as_non_root": True}), None, None),
     ("k8s_context_drop_all", K(build_container_security_context={"capabilities": {"drop": ["ALL"]},

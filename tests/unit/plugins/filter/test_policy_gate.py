@@ -19,6 +19,8 @@ from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_conf
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles", "gitlab_runner")
 TOKEN = "glrt-FAKE-unit-test-token-0123456789"
+# A pinned host key (ssh_known_hosts) for the ssh, virtualbox and parallels runners.
+PIN = "vm ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
 
 
 def _role_defaults():
@@ -221,8 +223,14 @@ def test_every_key_the_role_can_emit_is_recognized_by_gitlab_runner():
                custom_build_dir={"enabled": False}, feature_flags={"FF_USE_FASTZIP": True},
                settings={"pre_get_sources_script": "true", "unhealthy_requests_limit": 3}),
         runner("shell-all", executor="shell", trusted=True),
-        runner("ssh-all", executor="ssh", ssh={"host": "vm", "port": "22", "user": "ci",
-                                               "identity_file": "/k", "known_hosts_file": "/kh"}),
+        runner("ssh-all", executor="ssh", ssh={"host": "vm", "port": "22", "user": "ci", "identity_file": "/k"},
+               ssh_known_hosts=[PIN]),
+        runner("virtualbox-all", executor="virtualbox", ssh={"user": "ci", "port": "22"}, ssh_known_hosts=[PIN],
+               virtualbox={"base_name": "t", "base_snapshot": "s", "base_folder": "/vms", "disable_snapshots": False,
+                           "allowed_images": ["^t$"], "start_type": "headless"}),
+        runner("parallels-all", executor="parallels", ssh={"user": "ci"}, ssh_known_hosts=[PIN],
+               parallels={"base_name": "t", "template_name": "t-template", "disable_snapshots": False,
+                          "time_server": "time.example.test", "allowed_images": ["^(t|u)$"]}),
         runner("machine-all", executor="docker+machine", machine={"IdleCount": 0, "MachineDriver": "none",
                                                                   "MachineName": "m-%s"}),
         runner("autoscaler-all", executor="docker-autoscaler", autoscaler={"plugin": "aws", "capacity_per_instance": 1,
@@ -233,7 +241,7 @@ def test_every_key_the_role_can_emit_is_recognized_by_gitlab_runner():
     doc = runner_config_document(everything, settings, DEFAULTS, None)
     parsed = tomllib.loads(toml_document(doc))
     assert unknown_keys(parsed) == []
-    assert len(parsed["runners"]) == 5
+    assert len(parsed["runners"]) == 7
     # The audit evaluates the rendered file exactly like the gate evaluated the wanted one.
     assert [f["id"] for f in evaluate_document(parsed)] == [f["id"] for f in evaluate_document(doc)]
 
@@ -265,7 +273,7 @@ def test_the_role_rendering_itself_renders_recognized_keys_only():
                cache={"Type": "gcs", "gcs": {"BucketName": "b"}}, custom_build_dir={"enabled": False},
                feature_flags={"FF_SCRIPT_SECTIONS": True}, settings={"post_build_script": "true"}),
         runner("s", executor="shell", trusted=True),
-        runner("ssh", executor="ssh", ssh={"host": "vm", "user": "ci", "known_hosts_file": "/kh"}),
+        runner("ssh", executor="ssh", ssh={"host": "vm", "user": "ci"}, ssh_known_hosts=[PIN]),
         runner("m", executor="docker+machine", machine={"IdleCount": 1, "MachineDriver": "none", "MachineName": "x-%s"}),
         runner("a", executor="docker-autoscaler", autoscaler={"plugin": "p", "max_instances": 1}),
         runner("k", executor="kubernetes", kubernetes={"namespace": "ci", "privileged": False}),
@@ -291,7 +299,8 @@ def test_argument_spec_and_document_builder_agree_on_runner_keys():
         spec = yaml.safe_load(handle)
     options = spec["argument_specs"]["main"]["options"]["gitlab_runner_runners"]["options"]
     acknowledgements = {p.ack for p in CATALOG.values() if p.ack}
-    built = set(runner_config.EXECUTOR_SECTIONS) | set(runner_config._SCALARS) | {"state", "settings"}
+    built = (set(runner_config.EXECUTOR_SECTIONS) | set(runner_config._SCALARS) | set(runner_config.RUNNER_INPUTS)
+             | {"state", "settings"})
     assert set(runner_config.EXECUTOR_SECTIONS) <= set(options)
     assert acknowledgements <= set(options)
     assert set(options) == built | acknowledgements

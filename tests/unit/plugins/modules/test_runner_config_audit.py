@@ -415,3 +415,120 @@ def test_the_key_list_is_named_even_when_the_file_cannot_be_read(tmp_path, capsy
     result, out = audit(tmp_path, capsys, runner_version="19.3.0")
     assert {f["id"] for f in result["findings"]} == {"GR023", "GR027"}
     assert result["key_list"]["release"] == "19.3"
+
+
+# --- files the SSH connections of ssh, virtualbox and parallels runners read (GR047) ----------
+
+SSH_CONFIG = """
+[[runners]]
+  name = "vm"
+  url = "https://gitlab.example.com/"
+  token = "%s"
+  executor = "%s"
+  [runners.feature_flags]
+    FF_ENABLE_JOB_CLEANUP = true
+  [runners.parallels]
+    base_name = "template"
+  [runners.ssh]
+    user = "ci"
+    identity_file = "%s"
+    known_hosts_file = "%s"
+    disable_strict_host_key_checking = %s
+"""
+
+KEY_TEXT = "-----BEGIN OPENSSH PRIVATE KEY-----\nunit-test-not-a-key-0123456789\n-----END OPENSSH PRIVATE KEY-----\n"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to root and to others")
+
+
+def ssh_files(tmp_path, key_mode=0o600, hosts_mode=0o644):
+    """A private 0700 directory holding an identity file and a known_hosts file, both root's."""
+    home = tmp_path / "ssh"
+    home.mkdir(mode=0o700)
+    key, hosts = home / "id_ed25519", home / "known_hosts"
+    key.write_text(KEY_TEXT)
+    hosts.write_text("vm ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n")
+    os.chmod(key, key_mode)
+    os.chmod(hosts, hosts_mode)
+    return key, hosts
+
+
+def ssh_audit(tmp_path, capsys, key, hosts, executor="ssh", strict_off="false"):
+    result, out = audit(tmp_path, capsys, SSH_CONFIG % (TOKEN, executor, key, hosts, strict_off))
+    assert KEY_TEXT.splitlines()[1] not in out
+    return [f for f in result["findings"] if f["id"] == "GR047"], result
+
+
+@needs_root
+@pytest.mark.parametrize("executor", ["ssh", "virtualbox", "parallels"])
+def test_root_only_ssh_files_pass(tmp_path, capsys, executor):
+    key, hosts = ssh_files(tmp_path)
+    found, result = ssh_audit(tmp_path, capsys, key, hosts, executor)
+    assert found == []
+    assert [f for f in result["findings"] if f["severity"] in ("high", "critical")] == []
+    os.chmod(key, 0o400)
+    os.chmod(hosts, 0o600)
+    assert ssh_audit(tmp_path, capsys, key, hosts, executor)[0] == []
+
+
+@needs_root
+@pytest.mark.parametrize("which,change,words", [
+    ("key", lambda p: os.chmod(p, 0o640), "mode 0640"),
+    ("key", lambda p: os.chmod(p, 0o604), "mode 0604"),
+    ("key", lambda p: os.chown(p, 4321, 0), "owned by uid 4321"),
+    ("key", os.unlink, "missing"),
+    ("key", lambda p: (os.unlink(p), os.mkdir(p)), "not a regular file"),
+    ("hosts", lambda p: os.chmod(p, 0o664), "group or others can change it (mode 0664)"),
+    ("hosts", lambda p: os.chmod(p, 0o646), "mode 0646"),
+    ("hosts", lambda p: os.chown(p, 4321, 0), "owned by uid 4321"),
+    ("hosts", os.unlink, "missing"),
+    ("hosts", lambda p: os.chmod(os.path.dirname(p), 0o777), "a directory above it"),
+    ("hosts", lambda p: os.chown(os.path.dirname(p), 4321, 0), "a directory above it"),
+], ids=["key_group_read", "key_other_read", "key_not_root", "key_missing", "key_directory", "hosts_group_write",
+        "hosts_other_write", "hosts_not_root", "hosts_missing", "hosts_dir_world_writable", "hosts_dir_not_root"])
+def test_ssh_files_open_to_others_or_missing_are_reported(tmp_path, capsys, which, change, words):
+    key, hosts = ssh_files(tmp_path)
+    path = key if which == "key" else hosts
+    change(str(path))
+    found, result = ssh_audit(tmp_path, capsys, key, hosts)
+    assert len(found) == 1, found
+    finding = found[0]
+    setting = "[runners.ssh] identity_file" if which == "key" else "[runners.ssh] known_hosts_file"
+    assert finding["setting"] == setting and finding["runner"] == "vm" and finding["severity"] == "high"
+    assert words in finding["evidence"] and str(path) in finding["evidence"]
+    assert finding["enforcement"] == "audit" and finding["ack"] is None
+
+
+@needs_root
+def test_a_link_is_judged_by_the_file_it_points_to(tmp_path, capsys):
+    key, hosts = ssh_files(tmp_path)
+    link = tmp_path / "ssh" / "key-link"
+    os.symlink(str(key), str(link))
+    assert ssh_audit(tmp_path, capsys, link, hosts)[0] == []
+    os.chmod(key, 0o644)
+    found = ssh_audit(tmp_path, capsys, link, hosts)[0]
+    assert len(found) == 1 and "mode 0644" in found[0]["evidence"]
+
+
+def test_relative_paths_cannot_be_checked(tmp_path, capsys):
+    found = ssh_audit(tmp_path, capsys, "keys/id", "known_hosts")[0]
+    assert sorted(f["setting"] for f in found) == ["[runners.ssh] identity_file", "[runners.ssh] known_hosts_file"]
+    assert all("relative path" in f["evidence"] for f in found)
+
+
+def test_an_unused_known_hosts_file_is_not_judged(tmp_path, capsys):
+    """With strict checking off GitLab Runner never reads it (GR013 reports that instead)."""
+    key, hosts = ssh_files(tmp_path)
+    os.unlink(hosts)
+    found, result = ssh_audit(tmp_path, capsys, key, hosts, strict_off="true")
+    assert found == [] and "GR013" in ids(result)
+
+
+def test_the_ssh_section_of_a_docker_runner_is_not_judged(tmp_path, capsys):
+    found = ssh_audit(tmp_path, capsys, "/nonexistent/id", "/nonexistent/known_hosts", executor="docker")[0]
+    assert found == []
+
+
+def test_a_path_with_a_nul_byte_is_reported_not_a_crash(tmp_path, capsys):
+    found = ssh_audit(tmp_path, capsys, "/root/.ssh/id\\u0000x", "/etc/kh\\u0000")[0]
+    assert len(found) == 2 and all("cannot be examined" in f["evidence"] for f in found)
