@@ -10,7 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 # Molecule scenarios, in the order they run.
-SCENARIOS ?= default install_errors config_gate audit docker_executor network
+SCENARIOS ?= default install_errors config_gate audit docker_executor network shell_executor
 
 .PHONY: help deps venv link images fixtures demo demo-clean test lint sanity unit release molecule integration bench docs clean
 
@@ -87,7 +87,7 @@ bench: venv link fixtures
 
 # docker_executor's and network's runner hosts keep their own Docker engine's
 # data on named volumes, which Molecule's destroy leaves behind: removed before and after.
-DIND_VOLUMES := hgr-dockerexec-debian12-lib hgr-dockerexec-debian13-lib hgr-network-debian12-lib hgr-network-debian13-lib
+DIND_VOLUMES := hgr-dockerexec-debian12-lib hgr-dockerexec-debian13-lib hgr-network-debian12-lib hgr-network-debian13-lib hgr-shellexec-debian12-lib hgr-shellexec-debian13-lib
 molecule: venv link fixtures
 	@docker volume rm -f $(DIND_VOLUMES) >/dev/null
 	@for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; molecule test -s $$s; done

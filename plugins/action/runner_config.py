@@ -40,6 +40,13 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.hardened.gitlab_runner.plugins.filter.runner_config import from_toml
 from ansible_collections.hardened.gitlab_runner.plugins.filter.toml import toml_key, toml_value
+from ansible_collections.hardened.gitlab_runner.plugins.module_utils.gitlab_api import (
+    RUNNER_TYPES,
+    GitLabAPIError,
+    GitLabClient,
+    ensure_runner,
+    remove_runner,
+)
 from ansible_collections.hardened.gitlab_runner.plugins.module_utils.runner_config import (
     ConfigError,
     build_document,
@@ -56,7 +63,15 @@ ARGUMENT_SPEC = {
     "acknowledgements_path": {"type": "str"},
     "gate_only": {"type": "bool", "default": False},
     "runner_version": {"type": "str", "default": ""},
+    # The GitLab REST API, for runners with ``create`` (see created_runners()).
+    "api": {"type": "dict", "default": {}},
 }
+
+# Stands for a token the API has not given yet: the gate judges a runner without it
+# (no policy depends on the token's value), and it is never written.
+PENDING_TOKEN = "glrt-pending-creation-through-the-gitlab-api"
+CREATE_KEYS = ("runner_type", "group_id", "project_id", "description", "tag_list", "run_untagged", "locked",
+               "access_level", "paused", "maintenance_note", "maximum_timeout")
 
 # The installed package's state and version; no output (rc 1) when it is not known to dpkg.
 INSTALLED_VERSION = "dpkg-query -W -f='${db:Status-Abbrev}|${Version}' gitlab-runner 2>/dev/null"
@@ -106,8 +121,49 @@ def names_known_hosts_dir(document, directory):
     return False
 
 
+def created_runners(runners, api):
+    """The runners GitLab creates for the role (those with ``create``): {name: API spec}.
+
+    A runner with ``create`` gets its token from GitLab's REST API (``POST
+    /user/runners``), never from the inventory; ``state: absent`` deletes it there
+    too. Checked before anything happens, with messages that name the input.
+    """
+    specs = {}
+    for runner in runners or []:
+        if not isinstance(runner, Mapping) or runner.get("create") in (None, {}):
+            continue
+        name = runner.get("name")
+        create = runner["create"]
+        if not isinstance(create, Mapping):
+            raise ConfigError('runner "%s": create must be a mapping (runner_type, group_id/project_id, ...)' % name)
+        unknown = sorted(str(key) for key in create if key not in CREATE_KEYS)
+        if unknown:
+            raise ConfigError('runner "%s": create has unknown keys %s (known: %s)'
+                              % (name, ", ".join(unknown), ", ".join(CREATE_KEYS)))
+        if runner.get("token"):
+            raise ConfigError('runner "%s": give either token or create, not both: with create, GitLab gives the '
+                              'token' % name)
+        if create.get("runner_type") not in RUNNER_TYPES:
+            raise ConfigError('runner "%s": create.runner_type must be one of %s' % (name, ", ".join(RUNNER_TYPES)))
+        for runner_type, key in (("group_type", "group_id"), ("project_type", "project_id")):
+            if create["runner_type"] == runner_type and not create.get(key):
+                raise ConfigError('runner "%s": create.%s is required for a %s runner' % (name, key, runner_type))
+        if not (api.get("token") or "").strip():
+            raise ConfigError('runner "%s": create needs gitlab_runner_api_token (a GitLab token with the '
+                              'create_runner scope)' % name)
+        url = (api.get("url") or runner.get("url") or "").strip()
+        if not url:
+            raise ConfigError('runner "%s": create needs gitlab_runner_api_url or the runner\'s url' % name)
+        spec = dict((key, create[key]) for key in CREATE_KEYS if create.get(key) is not None)
+        spec.setdefault("description", name)
+        specs[name] = (url, spec, runner.get("state", "present") == "absent")
+    return specs
+
+
 class ActionModule(ActionBase):
     """See the module documentation in plugins/modules/runner_config.py."""
+
+    _api = None  # this run's "api" argument
 
     TRANSFERS_FILES = True
 
@@ -213,17 +269,85 @@ class ActionModule(ActionBase):
                               "removing %s" % path)
         return bool(paths)
 
+    @staticmethod
+    def _current_tokens(existing):
+        """{runner name: token} of the current config.toml."""
+        tokens = {}
+        for entry in existing.get("runners") or [] if isinstance(existing, Mapping) else []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("token"), str) and entry.get("token"):
+                tokens.setdefault(entry.get("name"), entry["token"])
+        return tokens
+
+    def _client(self, url, clients):
+        api = self._api
+        if url not in clients:
+            clients[url] = GitLabClient(url, api.get("token"), validate_certs=api.get("validate_certs", True),
+                                        ca_path=api.get("ca_path") or None, timeout=int(api.get("timeout") or 30))
+        return clients[url]
+
+    def _api_failure(self, name, exc, done):
+        """An API error as a clear message: the client has scrubbed every token from it."""
+        return AnsibleActionFail(
+            'gitlab_runner: runner "%s": the GitLab API refused or failed: %s. config.toml was not changed%s.'
+            % (name, exc, (" (already done in GitLab: %s; the next run finds them by description)"
+                           % ", ".join("%s %s" % (item["runner"], item["action"]) for item in done if item["changed"]))
+               if any(item["changed"] for item in done) else ""))
+
+    def _ensure_created(self, created, runners, current_tokens):
+        """Each present runner with ``create`` made sure of in GitLab: (runners with their tokens, results).
+
+        The tokens stay in this process: the results name the runner, what was done and its id.
+        """
+        clients, results, tokens = {}, [], {}
+        for name, (url, spec, absent) in created.items():
+            if absent:
+                continue
+            try:
+                client = self._client(url, clients)
+                outcome = ensure_runner(client, spec, current_token=current_tokens.get(name),
+                                        check_mode=self._task.check_mode)
+            except (GitLabAPIError, ValueError) as exc:
+                raise self._api_failure(name, exc, results)
+            if outcome["token"]:
+                tokens[name] = outcome["token"]
+            results.append({"runner": name, "action": outcome["action"], "id": outcome["id"],
+                            "changed": outcome["changed"]})
+        runners = [dict(runner, token=tokens[runner["name"]]) if runner.get("name") in tokens else runner
+                   for runner in runners]
+        return runners, results
+
+    def _remove_created(self, created):
+        clients, results = {}, []
+        for name, (url, spec, absent) in created.items():
+            if not absent:
+                continue
+            try:
+                outcome = remove_runner(self._client(url, clients), spec, check_mode=self._task.check_mode)
+            except (GitLabAPIError, ValueError) as exc:
+                raise AnsibleActionFail('gitlab_runner: runner "%s": config.toml no longer has it, but deleting it in '
+                                        'GitLab failed: %s. The next run tries again.' % (name, exc))
+            results.append({"runner": name, "action": outcome["action"], "id": outcome["id"],
+                            "changed": outcome["changed"]})
+        return results
+
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         path = args["path"]
+        self._api = args["api"]
         try:
             stat, current = self._read_current(path, task_vars, content=not args["gate_only"])
             existing = from_toml(current.decode("utf-8", errors="replace"), strict=False) if current else {}
             directory = known_hosts_dir(path)
             try:
-                document = build_document(args["settings"], args["runners"], args["defaults"], existing,
+                created = created_runners(args["runners"], args["api"])
+                current_tokens = self._current_tokens(existing)
+                # The gate sees a created runner with its current token, or a stand-in
+                # before GitLab gives one (no API call before the gate has passed).
+                runners = [dict(runner, token=current_tokens.get(runner["name"]) or PENDING_TOKEN)
+                           if runner.get("name") in created else runner for runner in args["runners"]]
+                document = build_document(args["settings"], runners, args["defaults"], existing,
                                           known_hosts_dir=directory)
             except ConfigError as exc:
                 raise AnsibleActionFail("%s %s" % (NOTHING_CHANGED, exc))
@@ -245,6 +369,11 @@ class ActionModule(ActionBase):
                 result["changed"] = False
                 return result
 
+            api_results = []
+            if created:
+                runners, api_results = self._ensure_created(created, runners, current_tokens)
+                document = build_document(args["settings"], runners, args["defaults"], existing,
+                                          known_hosts_dir=directory)
             pins = dict((name, to_bytes(text)) for name, text in known_hosts_files(args["runners"], directory).items())
             known_hosts_changed, stale = self._put_known_hosts(directory, pins, existing, task_vars)
             wanted = to_bytes(render(document))
@@ -262,10 +391,14 @@ class ActionModule(ActionBase):
                     if not self._task.check_mode:
                         self._write(ack_path, ack, task_vars)
             known_hosts_changed = self._remove(stale, task_vars) or known_hosts_changed
+            # Deleted in GitLab only once config.toml no longer names them.
+            api_results.extend(self._remove_created(created))
             # An acknowledgement's reason lives only in the acknowledgements file:
             # a new reason changes the task (and reloads the service) too.
-            result.update(changed=config_changed or ack_changed or known_hosts_changed, config_changed=config_changed,
-                          acknowledgements_changed=ack_changed, known_hosts_changed=known_hosts_changed)
+            api_changed = any(item["changed"] for item in api_results)
+            result.update(changed=config_changed or ack_changed or known_hosts_changed or api_changed,
+                          config_changed=config_changed, acknowledgements_changed=ack_changed,
+                          known_hosts_changed=known_hosts_changed, api=api_results)
             return result
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -59,8 +59,9 @@ _PASSTHROUGH_SECTIONS = ("cache", "custom_build_dir", "custom", "virtualbox", "p
 _DEFAULTED_SECTIONS = ("docker", "kubernetes", "ssh", "machine", "autoscaler", "feature_flags")
 EXECUTOR_SECTIONS = _DEFAULTED_SECTIONS + _PASSTHROUGH_SECTIONS
 # Runner options that are no config.toml key of their own: the builder turns
-# them into something else (the pins into a file and its known_hosts_file).
-RUNNER_INPUTS = ("ssh_known_hosts",)
+# the pins into a file and its known_hosts_file; with `create`, the
+# runner_config action makes the runner in GitLab and writes its token.
+RUNNER_INPUTS = ("ssh_known_hosts", "create")
 _SCALARS = ("name", "url", "token", "executor", "limit", "request_concurrency", "output_limit", "environment",
             "builds_dir", "cache_dir", "shell", "clone_url")
 # Keys the role writes from a runner's own input. `settings` may not set them,
@@ -300,7 +301,8 @@ def _check_runner_input(index, runner, seen):
     seen.add(name)
     if runner.get("state", "present") == "absent":
         return
-    for key in ("url", "token", "executor"):
+    # A runner with create gets its token from GitLab's API (the runner_config action).
+    for key in ("url", "executor") if runner.get("create") else ("url", "token", "executor"):
         if not runner.get(key):
             raise ConfigError('runner "%s": %s is required for a present runner' % (name, key))
     if not re.match(r"^https?://[^/\s]+", str(runner["url"])):
@@ -397,7 +399,7 @@ def _runner_table(runner, defaults, previous, known_hosts_dir):
     for key in _SCALARS:
         if key in runner and runner[key] is not None and runner[key] != "" and runner[key] != []:
             table[key] = runner[key]
-    if previous and previous.get("token") == runner["token"]:
+    if previous and previous.get("token") == runner.get("token"):
         for key in RUNNER_MANAGED_FIELDS:
             if key in previous:
                 table[key] = previous[key]

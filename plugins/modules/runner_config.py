@@ -67,6 +67,21 @@ options:
         installed, the newest key list is used and a notice says so.
     type: str
     default: ''
+  api:
+    description:
+      - GitLab's REST API, for the runners of O(runners) that have C(create) instead of a C(token)
+        (the role's C(gitlab_runner_runners[].create)). Called from the controller, and only once the
+        gate has passed (never with O(gate_only)).
+      - A present runner is found by its C(description) (the runner's name by default); it is created
+        (C(POST /user/runners)) when none has it, kept when the token config.toml holds is still that
+        runner's (C(POST /runners/verify)), and its token is reset otherwise. A runner with
+        C(state=absent) is deleted in GitLab after config.toml was written without it.
+      - Keys C(url) (empty uses each runner's C(url)), C(token) (with the C(create_runner) scope),
+        C(validate_certs) (default true), C(ca_path), C(timeout) (seconds, default 30).
+      - The tokens GitLab returns go into config.toml only; RV(api) names the runner, what was done and
+        its id. API errors are reported with every token removed.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -171,4 +186,12 @@ known_hosts_changed:
   description: Whether a managed known_hosts file (or the directory holding them) was (or would be) written or removed.
   type: bool
   returned: unless gate_only
+api:
+  description:
+    - What was done in GitLab for each runner with C(create), in order (C(created), C(kept),
+      C(token_reset), C(deleted), C(absent)); no token.
+  type: list
+  elements: dict
+  returned: unless gate_only
+  sample: [{"runner": "docker-shared", "action": "created", "id": 42, "changed": true}]
 """
