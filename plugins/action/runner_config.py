@@ -27,6 +27,7 @@ import base64
 import hashlib
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 
 try:
@@ -65,7 +66,24 @@ ARGUMENT_SPEC = {
     "runner_version": {"type": "str", "default": ""},
     # The GitLab REST API, for runners with ``create`` (see created_runners()).
     "api": {"type": "dict", "default": {}},
+    # Tokens in a root-only environment file instead of config.toml (see token_env_problems()).
+    "token_env": {"type": "bool", "default": False},
+    "token_env_file": {"type": "str", "default": ""},
 }
+
+# GitLab Runner expands environment variables in `token` (and `url`) from 18.10.0 on
+# (RunnerConfig.loadConfig, commit bd529b275 "Support environment variable expansion
+# in runner token and URL"); older releases would send "${...}" to GitLab as the token.
+TOKEN_ENV_SINCE = (18, 10)
+# These executors give a job the runner process's own environment (os.Environ() in
+# executors/shell/shell.go and executors/custom/command/command.go): with the tokens
+# in the service's environment, every such job could read every runner's token.
+TOKEN_ENV_UNSAFE_EXECUTORS = ("shell", "custom")
+TOKEN_ENV_PREFIX = "HGR_RUNNER_TOKEN_"
+TOKEN_ENV_HEADER = (
+    "# Managed by hardened.gitlab_runner (role gitlab_runner): the runner tokens config.toml\n"
+    "# names as ${HGR_RUNNER_TOKEN_...}; read by the service (EnvironmentFile=). Root only.\n"
+)
 
 # Stands for a token the API has not given yet: the gate judges a runner without it
 # (no policy depends on the token's value), and it is never written.
@@ -119,6 +137,65 @@ def names_known_hosts_dir(document, directory):
                 if str(key).casefold() == "known_hosts_file" and str(value).startswith(prefix):
                     return True
     return False
+
+
+def token_env_problems(runners, version):
+    """Why the tokens cannot move to the environment file here ([] when they can)."""
+    problems = []
+    match = re.match(r"^\s*v?(\d+)\.(\d+)", version or "")
+    if not match:
+        problems.append("gitlab_runner_token_env_file needs a GitLab Runner version that expands environment "
+                        "variables in token (18.10.0 or later): pin gitlab_runner_version, none is known")
+    elif (int(match.group(1)), int(match.group(2))) < TOKEN_ENV_SINCE:
+        problems.append("gitlab_runner_token_env_file needs GitLab Runner 18.10.0 or later, which expands "
+                        "environment variables in token; %s would send the variable's name to GitLab as its token"
+                        % version)
+    for runner in runners or []:
+        if (isinstance(runner, Mapping) and runner.get("state", "present") != "absent"
+                and runner.get("executor") in TOKEN_ENV_UNSAFE_EXECUTORS):
+            problems.append('runner "%s": gitlab_runner_token_env_file cannot be used with a %s runner in the same '
+                            "service: GitLab Runner gives %s jobs its own environment, so every job would read every "
+                            "runner's token; give the %s runner a service of its own (a trust group)"
+                            % (runner.get("name"), runner["executor"], runner["executor"], runner["executor"]))
+    return problems
+
+
+def token_variable(token):
+    """The environment variable that holds ``token``: named by a hash of the token, so two hosts share a
+    name only when they share the token (the audit's cloned-token check still sees that)."""
+    return TOKEN_ENV_PREFIX + hashlib.sha256(to_bytes(token)).hexdigest()[:16].upper()
+
+
+def parse_token_env(text):
+    """{variable: token} of a token environment file's text (lines VAR=value; comments ignored)."""
+    values = {}
+    for line in (text or "").splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            name, value = line.split("=", 1)
+            values[name.strip()] = value.strip()
+    return values
+
+
+def move_tokens_to_env(document):
+    """Replace each runner's token in ``document`` by ${VAR}; return the environment file's text."""
+    lines = {}
+    for table in document.get("runners") or []:
+        token = table.get("token")
+        if isinstance(token, str) and token:
+            variable = token_variable(token)
+            lines[variable] = token
+            table["token"] = "${%s}" % variable
+    return TOKEN_ENV_HEADER + "".join("%s=%s\n" % (name, lines[name]) for name in sorted(lines))
+
+
+def tokens_from_env(existing, values):
+    """``existing`` (a parsed config.toml) with each ${HGR_RUNNER_TOKEN_...} token replaced by its value."""
+    for table in existing.get("runners") or [] if isinstance(existing, Mapping) else []:
+        token = table.get("token") if isinstance(table, Mapping) else None
+        match = re.match(r"^\$\{(%s[0-9A-F]+)\}$" % TOKEN_ENV_PREFIX, token or "") if isinstance(token, str) else None
+        if match and match.group(1) in values:
+            table["token"] = values[match.group(1)]
+    return existing
 
 
 def created_runners(runners, api):
@@ -339,6 +416,12 @@ class ActionModule(ActionBase):
         try:
             stat, current = self._read_current(path, task_vars, content=not args["gate_only"])
             existing = from_toml(current.decode("utf-8", errors="replace"), strict=False) if current else {}
+            env_path = args["token_env_file"]
+            env_stat, env_current = ({}, None)
+            if env_path and not args["gate_only"]:
+                env_stat, env_current = self._read_current(env_path, task_vars)
+                # The runner-managed fields of a runner are kept while its token is the same.
+                existing = tokens_from_env(existing, parse_token_env((env_current or b"").decode("utf-8", "replace")))
             directory = known_hosts_dir(path)
             try:
                 created = created_runners(args["runners"], args["api"])
@@ -354,6 +437,10 @@ class ActionModule(ActionBase):
             version, origin = args["runner_version"].strip(), "pinned"
             if not version:
                 version, origin = self._installed_version(), "installed"
+            if args["token_env"]:
+                problems = token_env_problems(args["runners"], version)
+                if problems:
+                    raise AnsibleActionFail("%s %s" % (NOTHING_CHANGED, " | ".join(problems)))
             verdict = dict(gate(document, args["runners"], version, origin,
                                 "none is pinned, and gitlab-runner is not installed on the host yet"))
             verdict["errors"] = []
@@ -376,6 +463,15 @@ class ActionModule(ActionBase):
                                           known_hosts_dir=directory)
             pins = dict((name, to_bytes(text)) for name, text in known_hosts_files(args["runners"], directory).items())
             known_hosts_changed, stale = self._put_known_hosts(directory, pins, existing, task_vars)
+            env_changed = False
+            if args["token_env"]:
+                if not env_path:
+                    raise AnsibleActionFail("%s token_env needs token_env_file" % NOTHING_CHANGED)
+                # Before config.toml names the variables.
+                env_wanted = to_bytes(move_tokens_to_env(document))
+                env_changed = env_current != env_wanted or not self._root_private(env_stat)
+                if env_changed and not self._task.check_mode:
+                    self._write(env_path, env_wanted, task_vars)
             wanted = to_bytes(render(document))
             config_changed = current != wanted or not self._root_private(stat)
             if config_changed and not self._task.check_mode:
@@ -391,14 +487,17 @@ class ActionModule(ActionBase):
                     if not self._task.check_mode:
                         self._write(ack_path, ack, task_vars)
             known_hosts_changed = self._remove(stale, task_vars) or known_hosts_changed
+            if not args["token_env"] and env_stat.get("exists"):
+                # config.toml holds the tokens again: the file goes.
+                env_changed = self._remove([env_path], task_vars)
             # Deleted in GitLab only once config.toml no longer names them.
             api_results.extend(self._remove_created(created))
             # An acknowledgement's reason lives only in the acknowledgements file:
             # a new reason changes the task (and reloads the service) too.
             api_changed = any(item["changed"] for item in api_results)
-            result.update(changed=config_changed or ack_changed or known_hosts_changed or api_changed,
+            result.update(changed=config_changed or ack_changed or known_hosts_changed or api_changed or env_changed,
                           config_changed=config_changed, acknowledgements_changed=ack_changed,
-                          known_hosts_changed=known_hosts_changed, api=api_results)
+                          known_hosts_changed=known_hosts_changed, api=api_results, token_env_changed=env_changed)
             return result
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -82,6 +82,22 @@ options:
         its id. API errors are reported with every token removed.
     type: dict
     default: {}
+  token_env:
+    description:
+      - Keep the runner tokens out of config.toml, which then names each as C(${HGR_RUNNER_TOKEN_<hash>})
+        (the hash is of the token, so two hosts share a name only when they share a token); the values
+        go to O(token_env_file), written (0600 root) before config.toml names them.
+      - Refused for GitLab Runner before 18.10.0 (or no known version), which does not expand environment
+        variables in C(token), and next to C(shell) or C(custom) runners, whose jobs get the runner
+        process's environment.
+      - False with O(token_env_file) set removes that file once config.toml holds the tokens again.
+    type: bool
+    default: false
+  token_env_file:
+    description:
+      - The environment file of O(token_env), read by the service (systemd C(EnvironmentFile=)).
+    type: str
+    default: ''
 attributes:
   check_mode:
     support: full
@@ -184,6 +200,10 @@ acknowledgements_changed:
   returned: unless gate_only
 known_hosts_changed:
   description: Whether a managed known_hosts file (or the directory holding them) was (or would be) written or removed.
+  type: bool
+  returned: unless gate_only
+token_env_changed:
+  description: Whether O(token_env_file) was (or would be) written or removed.
   type: bool
   returned: unless gate_only
 api:

@@ -13,7 +13,11 @@ One Debian 12 systemd container, converged at -vvv --diff each time:
 3. the token revoked in GitLab: the runner's token is reset, config.toml updated;
 4. a wrong API token: a clear error naming the API's answer, no token in it,
    config.toml unchanged;
-5. ``state: absent``: the runner leaves config.toml and is deleted in GitLab.
+5. ``state: absent``: the runner leaves config.toml and is deleted in GitLab;
+6. ``gitlab_runner_token_env_file`` with GitLab Runner 18.10 (the stand-in of
+   that version): config.toml names the token as a variable, the root-only
+   environment file holds it and the running service has it in its environment;
+7. the same next to a shell runner: refused before anything changes.
 
 Needs docker, the local images and the fixture apt repository (``make images
 fixtures link``).
@@ -70,12 +74,12 @@ class Bed:
         (workdir / "host_vars").mkdir()
         self.host_vars = workdir / "host_vars" / ("%s.yml" % CONTAINER)
 
-    def converge(self, label, runner, api_token=None):
-        self.host_vars.write_text(yaml.safe_dump({
+    def converge(self, label, runner, api_token=None, runners=None, **extra):
+        self.host_vars.write_text(yaml.safe_dump(dict({
             "gitlab_runner_api_url": self.fake.url,
             "gitlab_runner_api_token": api_token or self.api_token,
-            "gitlab_runner_runners": [runner],
-        }))
+            "gitlab_runner_runners": runners or [runner],
+        }, **extra)))
         return run_playbook(self.workdir, label, "-i", str(self.inventory), str(self.playbook), "-vvv", "--diff")
 
     def config(self):
@@ -233,3 +237,41 @@ def test_the_leak_search_finds_planted_tokens():
     assert any("raw, line 1" in hit for hit in hits) and any("without prefix, line 2" in hit for hit in hits)
     assert any("base64 1, line 3" in hit for hit in hits)
     assert find_leaks("glrt-ab-cd_ef and nothing else", [("t", token)]) == []
+
+
+def service_environment(name):
+    """The environment of the runner service's main process, as {name: value}."""
+    pid = _sh("docker", "exec", CONTAINER, "systemctl", "show", "-p", "MainPID", "--value", "gitlab-runner").stdout.strip()
+    assert pid not in ("", "0"), "gitlab-runner is not running"
+    raw = _sh("docker", "exec", CONTAINER, "cat", "/proc/%s/environ" % pid).stdout
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def test_run6_tokens_in_the_environment_file_not_in_config_toml(bed):
+    rc, output = bed.converge("run6", RUNNER, gitlab_runner_version="18.10.0", gitlab_runner_token_env_file=True)
+    assert rc == 0, output[-3000:]
+    (runner,) = bed.fake.runners.values()
+    config = bed.config()
+    assert runner["token"] not in config and "glrt-" not in config
+    variable = re.search(r'^\s*token = "\$\{(HGR_RUNNER_TOKEN_[0-9A-F]+)\}"', config, re.M).group(1)
+    env_file = "/etc/gitlab-runner/runner-tokens.env"
+    assert _sh("docker", "exec", CONTAINER, "stat", "-c", "%a %U %G", env_file).stdout.split() == ["600", "root", "root"]
+    assert "%s=%s" % (variable, runner["token"]) in _sh("docker", "exec", CONTAINER, "cat", env_file).stdout
+    # Positive control: the service really got it (systemd read the file for the running process).
+    assert service_environment("gitlab-runner").get(variable) == runner["token"]
+    bed.assert_no_secret(output, "run6")
+    rc, again = bed.converge("run6-again", RUNNER, gitlab_runner_version="18.10.0", gitlab_runner_token_env_file=True)
+    assert rc == 0 and recap(again)["changed"] == 0, again[-3000:]
+
+
+def test_run7_refused_next_to_a_shell_runner_before_anything_changes(bed):
+    before = bed.config()
+    shell = {"name": "shell-next-door", "url": "https://gitlab.example.test", "executor": "shell", "trusted": True,
+             "token": "glrt-FAKE-apitest-shell-" + secrets.token_hex(8)}
+    rc, output = bed.converge("run7", None, runners=[RUNNER, shell], gitlab_runner_version="18.10.0",
+                              gitlab_runner_token_env_file=True)
+    assert rc != 0
+    assert 'runner "shell-next-door": gitlab_runner_token_env_file cannot be used with a shell runner' in output
+    assert bed.config() == before
+    hits = find_leaks(output, bed.tokens() + [("shell token", shell["token"])])
+    assert not hits, "a secret leaked:\n%s" % "\n".join(hits[:20])
