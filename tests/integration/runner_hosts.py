@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 IMAGE_PREFIX = "hardened-gitlab-runner/debian"
@@ -93,6 +94,28 @@ def disposable_hosts(hosts, label, docker_args=()):
     finally:
         for name in hosts:
             sh("docker", "rm", "-f", name, check=False)
+
+
+def host_inventory(workdir, host, repo_url, fingerprint, **host_vars):
+    """Write ``workdir``/inventory.yml for the container ``host`` (docker connection, already root,
+    the fixture repository, GitLab Runner 18.5.0 unless ``host_vars`` say otherwise) and make
+    ``workdir``/host_vars, where tests put the runners as real inventories do.
+
+    Returns (inventory path, path of the host's host_vars file).
+    """
+    variables = {
+        "ansible_connection": "community.docker.docker",
+        # Already root in the container, which has no sudo.
+        "ansible_become": False,
+        "gitlab_runner_repo_url": repo_url,
+        "gitlab_runner_repo_key_fingerprint": fingerprint,
+        "gitlab_runner_version": "18.5.0",
+    }
+    variables.update(host_vars)
+    inventory = workdir / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {host: variables}}}))
+    (workdir / "host_vars").mkdir(exist_ok=True)
+    return inventory, workdir / "host_vars" / ("%s.yml" % host)
 
 
 def run_playbook(workdir, label, *args):

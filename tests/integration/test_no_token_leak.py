@@ -30,7 +30,7 @@ import secrets
 
 import pytest
 import yaml
-from runner_hosts import check_prerequisites, disposable_hosts, fixture_repo_url, run_playbook
+from runner_hosts import check_prerequisites, disposable_hosts, fixture_repo_url, host_inventory, run_playbook
 from runner_hosts import sh as _sh
 
 CONTAINER = "hgr-secrets-debian12"
@@ -90,18 +90,8 @@ class Host:
         self.workdir = workdir
         self.playbook = workdir / "converge.yml"
         self.playbook.write_text(PLAYBOOK)
-        self.inventory = workdir / "inventory.yml"
-        self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {CONTAINER: {
-            "ansible_connection": "community.docker.docker",
-            # Already root in the container, which has no sudo.
-            "ansible_become": False,
-            "gitlab_runner_repo_url": repo_url,
-            "gitlab_runner_repo_key_fingerprint": fingerprint,
-            "gitlab_runner_version": "18.5.0",
-        }}}}))
         # The runners go where real inventories keep them: host_vars next to the inventory.
-        (workdir / "host_vars").mkdir()
-        self.host_vars = workdir / "host_vars" / ("%s.yml" % CONTAINER)
+        self.inventory, self.host_vars = host_inventory(workdir, CONTAINER, repo_url, fingerprint)
         self.tokens = []  # (label, token) for every token made up so far, rotated ones too
 
     def runner(self, label, executor="docker", **extra):

@@ -30,7 +30,7 @@ import secrets
 
 import pytest
 import yaml
-from runner_hosts import CHECKOUT, check_prerequisites, disposable_hosts, fixture_repo_url, run_playbook
+from runner_hosts import CHECKOUT, check_prerequisites, disposable_hosts, fixture_repo_url, host_inventory, run_playbook
 from runner_hosts import sh as _sh
 
 
@@ -63,16 +63,7 @@ class Bed:
         self.api_token = api_token
         self.playbook = workdir / "converge.yml"
         self.playbook.write_text(PLAYBOOK)
-        self.inventory = workdir / "inventory.yml"
-        self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {CONTAINER: {
-            "ansible_connection": "community.docker.docker",
-            "ansible_become": False,
-            "gitlab_runner_repo_url": repo_url,
-            "gitlab_runner_repo_key_fingerprint": fingerprint,
-            "gitlab_runner_version": "18.5.0",
-        }}}}))
-        (workdir / "host_vars").mkdir()
-        self.host_vars = workdir / "host_vars" / ("%s.yml" % CONTAINER)
+        self.inventory, self.host_vars = host_inventory(workdir, CONTAINER, repo_url, fingerprint)
 
     def converge(self, label, runner, api_token=None, runners=None, **extra):
         self.host_vars.write_text(yaml.safe_dump(dict({

@@ -94,27 +94,6 @@ def test_an_old_runner_is_refused_before_anything_is_written(tmp_path, collectio
     (tmp_path / "etc").mkdir(mode=0o700)
     step = _env_step(tmp_path, [DOCKER], version="18.5.0")
     step["ignore_errors"] = True
-    (refused,) = _play_allowing_failure(tmp_path, collections_path, [step])
+    (refused,) = _play(tmp_path, collections_path, [step], allow_failure=True)
     assert refused["failed"] is True and "18.10.0" in refused["msg"] and "nothing changed" in refused["msg"]
     assert not (tmp_path / "etc" / "config.toml").exists() and not (tmp_path / "etc" / "runner-tokens.env").exists()
-
-
-def _play_allowing_failure(tmp_path, collections_path, tasks):
-    import json
-    import subprocess
-    import sys
-
-    import yaml
-
-    playbook = tmp_path / "refuse.yml"
-    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-    config = tmp_path / "ansible.cfg"
-    config.write_text("[defaults]\n")
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_CONFIG=str(config),
-               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"))
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-               "-e", "ansible_python_interpreter=%s" % sys.executable, str(playbook)]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    assert TOKEN not in proc.stdout
-    return [task["hosts"]["localhost"] for task in json.loads(proc.stdout)["plays"][0]["tasks"]]
