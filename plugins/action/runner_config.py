@@ -87,7 +87,7 @@ TOKEN_ENV_HEADER = (
 
 # Stands for a token the API has not given yet: the gate judges a runner without it
 # (no policy depends on the token's value), and it is never written.
-PENDING_TOKEN = "glrt-pending-creation-through-the-gitlab-api"
+PENDING_TOKEN = "glrt-FAKE-placeholder-pending-creation-through-the-gitlab-api"
 CREATE_KEYS = ("runner_type", "group_id", "project_id", "description", "tag_list", "run_untagged", "locked",
                "access_level", "paused", "maintenance_note", "maximum_timeout")
 

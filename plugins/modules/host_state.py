@@ -260,7 +260,7 @@ def describe(path, content=False):
         # O_NOFOLLOW: the path was a regular file a moment ago; do not follow a link swapped in since.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
-            out["content"] = to_text(base64.b64encode(handle.read(MAX_CONTENT + 1)[:MAX_CONTENT]))
+            out["content"] = to_text(base64.b64encode(handle.read(MAX_CONTENT)))
     return out
 
 

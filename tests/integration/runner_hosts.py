@@ -6,6 +6,7 @@ the ``hgr-test`` network, and ``ansible-playbook`` runs against them with the
 checkout's collection and ``ansible.cfg``.
 """
 
+import base64
 import datetime
 import os
 import shutil
@@ -116,6 +117,39 @@ def host_inventory(workdir, host, repo_url, fingerprint, **host_vars):
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {host: variables}}}))
     (workdir / "host_vars").mkdir(exist_ok=True)
     return inventory, workdir / "host_vars" / ("%s.yml" % host)
+
+
+def leak_forms(secret):
+    """Strings whose presence in an output means ``secret`` (a token) leaked.
+
+    The raw secret; all of it after its prefix (``glrt-``, ``glpat-``: catches
+    ``glrt-****<rest>``); its last ``-`` segment when that is long enough to be
+    the random part (``glrt-FAKE-<label>-<hex>``; the fake GitLab's tokens may
+    hold ``-`` themselves); and its base64 encoding at each of the three byte
+    alignments it can have inside a longer base64 stream, minus 4 characters at
+    each end (those may depend on the bytes around it). Parts shorter than 12
+    characters are left out: they would match unrelated text.
+    """
+    rest = secret.split("-", 1)[-1]
+    forms = {"raw": secret}
+    for form, part in (("without prefix", rest), ("random part", rest.rsplit("-", 1)[-1])):
+        if len(part) >= 12 and part not in forms.values():
+            forms[form] = part
+    for prefix in range(3):
+        forms["base64 (offset %d)" % prefix] = base64.b64encode(b"\0" * prefix + secret.encode()).decode()[4:-4]
+    return forms
+
+
+def find_leaks(output, named_secrets):
+    """Where any form of any (label, secret) pair occurs in ``output``: one line per hit."""
+    hits = []
+    lines = output.splitlines()
+    for label, secret in named_secrets:
+        for form, needle in leak_forms(secret).items():
+            for number, line in enumerate(lines, 1):
+                if needle in line:
+                    hits.append("%s as %s, line %d: %s" % (label, form, number, line.replace(needle, "<%s>" % form)[:300]))
+    return hits
 
 
 def run_playbook(workdir, label, *args):

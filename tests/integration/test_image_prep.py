@@ -34,7 +34,6 @@ Needs docker, the local images and the fixture apt repository
 (``make images fixtures link``). Run with ``pytest tests/integration``.
 """
 
-import base64
 import hashlib
 import importlib.util
 import io
@@ -48,7 +47,7 @@ import tomllib
 import docker
 import pytest
 import yaml
-from runner_hosts import CHECKOUT, check_prerequisites, disposable_hosts, fixture_repo_url, run_playbook, sh
+from runner_hosts import CHECKOUT, check_prerequisites, disposable_hosts, find_leaks, fixture_repo_url, run_playbook, sh
 
 HOST = "hgr-image-prep"
 FAKE = "hgr-image-prep-fake-gitlab"
@@ -86,32 +85,6 @@ def _load_script():
 
 def _token(label):
     return "glrt-FAKE-imageprep-%s-%s" % (label, secrets.token_hex(16))
-
-
-def leak_forms(secret):
-    """The secret, its random part, and its base64 encoding at the three byte alignments (ends trimmed).
-
-    The random part is the last ``-`` segment of the tokens made up here
-    (``glrt-FAKE-imageprep-<label>-<hex>``), else all after the prefix (the
-    fake's ``glrt-`` + 20 URL-safe characters, which may hold ``-`` themselves).
-    """
-    rest = secret.split("-", 1)[-1]
-    last = rest.rsplit("-", 1)[-1]
-    forms = {"raw": secret, "random part": last if len(last) >= 16 else rest}
-    for prefix in range(3):
-        forms["base64 (offset %d)" % prefix] = base64.b64encode(b"\0" * prefix + secret.encode()).decode()[4:-4]
-    return forms
-
-
-def find_leaks(text, named_secrets):
-    """Where any form of any (label, secret) pair occurs in ``text``."""
-    hits = []
-    for label, secret in named_secrets:
-        for form, needle in leak_forms(secret).items():
-            for number, line in enumerate(text.splitlines(), 1):
-                if needle in line:
-                    hits.append("%s as %s, line %d: %s" % (label, form, number, line.replace(needle, "<%s>" % form)[:300]))
-    return hits
 
 
 def _recap(output, host):

@@ -30,7 +30,7 @@ import secrets
 
 import pytest
 import yaml
-from runner_hosts import check_prerequisites, disposable_hosts, fixture_repo_url, host_inventory, run_playbook
+from runner_hosts import check_prerequisites, disposable_hosts, find_leaks, fixture_repo_url, host_inventory, run_playbook
 from runner_hosts import sh as _sh
 
 CONTAINER = "hgr-secrets-debian12"
@@ -52,35 +52,6 @@ PLAYBOOK = """\
 def _token(label):
     """A fake runner token unique to this run: glrt-FAKE-leaktest-<label>-<32 hex>."""
     return "glrt-FAKE-leaktest-%s-%s" % (label, secrets.token_hex(16))
-
-
-def leak_forms(token):
-    """Strings whose presence in the output means the token leaked.
-
-    The raw token, its random part alone (catches partial masking such as
-    ``glrt-****<rest>``), and its base64 encoding at each of the three byte
-    alignments it can have inside a longer base64 stream: the token encoded
-    after 0, 1 and 2 prefix bytes, minus 4 characters at each end (those may
-    depend on the bytes around it).
-    """
-    forms = {"raw": token, "random part": token.rsplit("-", 1)[1]}
-    for prefix in range(3):
-        encoded = base64.b64encode(b"\0" * prefix + token.encode()).decode()
-        forms["base64 (offset %d)" % prefix] = encoded[4:-4]
-    return forms
-
-
-def find_leaks(output, tokens):
-    """Where any form of any of ``tokens`` ((label, token) pairs) occurs in ``output``."""
-    hits = []
-    lines = output.splitlines()
-    for runner, token in tokens:
-        for form, needle in leak_forms(token).items():
-            for number, line in enumerate(lines, 1):
-                if needle in line:
-                    shown = line.replace(needle, "<%s>" % form)[:300]
-                    hits.append("token of %r as %s, line %d: %s" % (runner, form, number, shown))
-    return hits
 
 
 class Host:

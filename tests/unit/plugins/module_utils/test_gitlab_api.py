@@ -216,7 +216,7 @@ def test_ensure_runner_creates_then_keeps_with_the_current_token(fake, client):
     assert len(fake.runners) == 1 and fake.runners[first["id"]]["token"] == first["token"]
 
 
-@pytest.mark.parametrize("current", [None, "", "glrt-NotAValidTokenAtAll00"], ids=["none", "empty", "refused"])
+@pytest.mark.parametrize("current", [None, "", "glrt-FAKE-not-a-valid-token-00"], ids=["none", "empty", "refused"])
 def test_ensure_runner_resets_the_token_when_the_current_one_does_not_work(fake, client, current):
     existing = fake.add_runner("group_type", "hgr-ci-01", group_id=42)
     old_token = existing["token"]
@@ -280,7 +280,7 @@ def test_runner_calls_by_id(fake, client):
     reset = client.reset_token(existing["id"])
     assert reset == {"token": fake.runners[existing["id"]]["token"], "token_expires_at": None}
     assert client.verify_token(reset["token"]) is True
-    assert client.verify_token("glrt-unknown00000000000000") is False
+    assert client.verify_token("glrt-FAKE-unknown-token-0000000") is False
     client.delete_runner(existing["id"])
     assert not fake.runners
     with pytest.raises(GitLabAPIError) as caught:
