@@ -143,8 +143,13 @@ def _make_keys(gpg):
     # binding signature is not older than the attacker's key.
     trick = gpg.generate("Trick Key <trick@example.invalid>", faked_time=created)
     script = "addkey\n13\n%s\nQ\n0\nsave\n" % gpg.keygrip(pinned)
-    gpg.run("--expert", "--command-fd", "0", "--status-fd", "2",
-            "--edit-key", trick, stdin=script.encode(), faked_time=created)
+    try:
+        gpg.run("--expert", "--command-fd", "0", "--status-fd", "2",
+                "--edit-key", trick, stdin=script.encode(), faked_time=created)
+    except AssertionError as exc:
+        # The same rare misstep as below, seen once as gpg failing the edit (rc 2)
+        # rather than giving another fingerprint: made again like it.
+        return None, "gpg could not add the pinned key to the trick key as a subkey: %s" % (exc,)
     trick_subkeys = gpg.listing(trick)[1]
     if trick_subkeys != [pinned]:
         return None, "could not give the trick key the pinned key as a subkey: %r" % trick_subkeys
@@ -172,10 +177,10 @@ def _make_keys(gpg):
 
 @pytest.fixture(scope="module")
 def keys():
-    # Rarely (seen once in many hundred runs of this fixture under ansible-test's
+    # Rarely (seen twice in many hundred runs of this fixture under ansible-test's
     # forked units; cause not found) gpg gives the trick key's new subkey another
-    # fingerprint than the pinned key's: then everything is made again in a fresh
-    # home, at most three times.
+    # fingerprint than the pinned key's, or fails that edit: then everything is
+    # made again in a fresh home, at most three times.
     why = None
     for _attempt in range(3):
         # A short path: gpg-agent's socket path must stay short.
